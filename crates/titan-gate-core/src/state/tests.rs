@@ -1,0 +1,58 @@
+use super::*;
+
+fn halt(scope: Option<Scope>, mode: Mode) -> Change {
+    Change { scope, mode, reason: "test".to_owned(), operator: Some("alice".to_owned()), key_id: None }
+}
+
+#[test]
+fn applied_change_increments_epoch() {
+    let state = HaltState::initial(Mode::Running, "INITIAL_STATE", 0);
+    let Transition::Applied(next) = state.apply(&halt(None, Mode::HardHalt), 10, 8) else {
+        panic!("halt of a running gate must apply");
+    };
+    assert_eq!(next.epoch, 1);
+    assert_eq!(next.global.mode, Mode::HardHalt);
+    assert_eq!(next.global.since_ms, 10);
+    assert_eq!(next.global.operator.as_deref(), Some("alice"));
+}
+
+#[test]
+fn same_mode_again_is_unchanged() {
+    let state = HaltState::initial(Mode::HardHalt, "INITIAL_STATE", 0);
+    assert_eq!(state.apply(&halt(None, Mode::HardHalt), 10, 8), Transition::Unchanged);
+}
+
+#[test]
+fn scoped_halt_and_resume() {
+    let state = HaltState::initial(Mode::Running, "INITIAL_STATE", 0);
+    let venue = Scope::new(ScopeKind::Venue, "binance");
+    let Transition::Applied(halted) = state.apply(&halt(Some(venue.clone()), Mode::SoftHalt), 1, 8) else {
+        panic!("scoped halt must apply");
+    };
+    assert_eq!(halted.scoped_mode(ScopeKind::Venue, "binance"), Mode::SoftHalt);
+    assert_eq!(halted.scoped_mode(ScopeKind::Venue, "bybit"), Mode::Running);
+    assert_eq!(halted.strictest_mode(), Mode::SoftHalt);
+    assert_eq!(halted.scopes().len(), 1);
+
+    let Transition::Applied(resumed) = halted.apply(&halt(Some(venue), Mode::Running), 2, 8) else {
+        panic!("scoped resume must apply");
+    };
+    assert_eq!(resumed.epoch, 2);
+    assert_eq!(resumed.scope_count(), 0);
+    assert!(!resumed.has_scopes(ScopeKind::Venue));
+}
+
+#[test]
+fn scope_limit_turns_into_global_hard_halt() {
+    let state = HaltState::initial(Mode::Running, "INITIAL_STATE", 0);
+    let Transition::Applied(one) = state.apply(&halt(Some(Scope::new(ScopeKind::Symbol, "A")), Mode::HardHalt), 1, 1) else {
+        panic!("first scope fits");
+    };
+    let Transition::Applied(two) = one.apply(&halt(Some(Scope::new(ScopeKind::Symbol, "B")), Mode::SoftHalt), 2, 1) else {
+        panic!("a halt is never refused");
+    };
+    assert_eq!(two.global.mode, Mode::HardHalt);
+    assert!(two.global.reason.starts_with("SCOPE_LIMIT"));
+    assert_eq!(two.scope_count(), 1);
+    assert_eq!(two.apply(&halt(Some(Scope::new(ScopeKind::Symbol, "C")), Mode::HardHalt), 3, 1), Transition::Unchanged);
+}
