@@ -105,6 +105,10 @@ pub struct Admission {
     pub signal_id: String,
     /// The id of the key whose signature was checked (the v2 key when both are present).
     pub key_id: String,
+    /// The strategy the order belongs to, for the strategy scope.
+    pub strategy: String,
+    /// True for intents that only reduce a position.
+    pub reducing: bool,
 }
 
 /// Why an order was rejected.
@@ -142,13 +146,9 @@ fn decide_inner(order: &Order<'_>, context: &Context<'_>, replay: &mut ReplayMem
     let Some(route) = Route::parse(order.tail) else {
         return Err(Rejection::new(Reason::Malformed, "subject must end in {venue}.{account}.{symbol}"));
     };
-    let mut mode = state.global.mode;
-    let mut mode_scope = None;
-    for (kind, value) in [(ScopeKind::Venue, route.venue), (ScopeKind::Account, route.account), (ScopeKind::Symbol, route.symbol)] {
-        raise_mode(state, kind, value, &mut mode, &mut mode_scope);
-    }
+    let (mode, scope) = route_mode(state, &route);
     if mode == Mode::HardHalt {
-        return Err(halted(mode_scope, mode));
+        return Err(halted(scope, mode));
     }
 
     if order.body.len() > context.policy.max_payload_bytes {
@@ -157,14 +157,9 @@ fn decide_inner(order: &Order<'_>, context: &Context<'_>, replay: &mut ReplayMem
     }
     let value = json::parse(order.body).map_err(|error| Rejection::new(Reason::Malformed, format!("invalid JSON: {error}")))?;
     let envelope = Envelope::read(&value).map_err(|error| Rejection::new(Reason::Malformed, error.to_string()))?;
-
     let strategy = envelope.strategy();
-    raise_mode(state, ScopeKind::Strategy, strategy, &mut mode, &mut mode_scope);
-    match mode {
-        Mode::HardHalt => return Err(halted(mode_scope, mode)),
-        Mode::SoftHalt if !envelope.intent.intent_type.is_reducing() => return Err(halted(mode_scope, mode)),
-        _ => {}
-    }
+    let reducing = envelope.intent.intent_type.is_reducing();
+    check_modes(state, &route, strategy, reducing)?;
 
     let key_id = check_signatures(order, &envelope, context, scratch)?;
     check_nonces(order, &envelope, context, replay)?;
@@ -173,6 +168,8 @@ fn decide_inner(order: &Order<'_>, context: &Context<'_>, replay: &mut ReplayMem
         msg_id: message_id(order.headers.msg_id, &envelope).to_owned(),
         signal_id: envelope.intent.signal_id.to_owned(),
         key_id,
+        strategy: strategy.to_owned(),
+        reducing,
     })
 }
 
@@ -189,6 +186,35 @@ impl<'a> Route<'a> {
         let route = Route { venue: tokens.next()?, account: tokens.next()?, symbol: tokens.next()? };
         let complete = tokens.next().is_none() && !route.venue.is_empty() && !route.account.is_empty() && !route.symbol.is_empty();
         complete.then_some(route)
+    }
+}
+
+/// Returns the strictest mode among the global one and the subject's scopes, and the
+/// scope it came from (`None` for the global mode).
+fn route_mode(state: &HaltState, route: &Route<'_>) -> (Mode, Option<Scope>) {
+    let mut mode = state.global.mode;
+    let mut scope = None;
+    for (kind, value) in [(ScopeKind::Venue, route.venue), (ScopeKind::Account, route.account), (ScopeKind::Symbol, route.symbol)] {
+        raise_mode(state, kind, value, &mut mode, &mut scope);
+    }
+    (mode, scope)
+}
+
+/// Checks an order against every mode that applies to it: global, venue, account, symbol
+/// and strategy. The forwarder calls this again just before publishing when the state
+/// changed after the decision, so a halt applied in between still stops the order.
+pub fn check_halt(state: &HaltState, tail: &str, strategy: &str, reducing: bool) -> Result<(), Rejection> {
+    let route = Route::parse(tail).ok_or_else(|| Rejection::new(Reason::Malformed, "subject must end in {venue}.{account}.{symbol}"))?;
+    check_modes(state, &route, strategy, reducing)
+}
+
+fn check_modes(state: &HaltState, route: &Route<'_>, strategy: &str, reducing: bool) -> Result<(), Rejection> {
+    let (mut mode, mut scope) = route_mode(state, route);
+    raise_mode(state, ScopeKind::Strategy, strategy, &mut mode, &mut scope);
+    match mode {
+        Mode::HardHalt => Err(halted(scope, mode)),
+        Mode::SoftHalt if !reducing => Err(halted(scope, mode)),
+        _ => Ok(()),
     }
 }
 
