@@ -1,0 +1,159 @@
+//! The command line: `run`, `halt`, `resume`, `status`, `sign` and `verify`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// A low-latency halt gate between trading strategies and their execution service.
+#[derive(Debug, Parser)]
+#[command(name = "titan-gate", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gate.
+    Run(RunArgs),
+    /// Publish a halt and wait until every gate replica confirms it.
+    Halt(HaltArgs),
+    /// Publish a signed resume and wait until every gate replica confirms it.
+    Resume(ResumeArgs),
+    /// Ask every gate replica for its state; exit non-zero if any is missing or they disagree.
+    Status(StatusArgs),
+    /// Sign an envelope (v1) or a message body (v2) read from stdin.
+    Sign(SignArgs),
+    /// Check the v1 signature of an envelope read from stdin, offline.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Settings file (TOML); environment variables and flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// NATS server URL [env: NATS_URL] [default: nats://127.0.0.1:4222].
+    #[arg(long, value_name = "URL")]
+    pub nats_url: Option<String>,
+    /// Admin listener address [env: TITAN_GATE_HTTP_ADDR] [default: 127.0.0.1:9464].
+    #[arg(long, value_name = "ADDR")]
+    pub http_addr: Option<String>,
+    /// This replica's name [env: TITAN_GATE_ID] [default: host name].
+    #[arg(long, value_name = "NAME")]
+    pub gate_id: Option<String>,
+    /// Keyring file [env: TITAN_GATE_KEYRING].
+    #[arg(long, value_name = "FILE")]
+    pub keyring: Option<PathBuf>,
+    /// Mode when no state is stored: hard_halt or running [env: TITAN_GATE_INITIAL_MODE].
+    #[arg(long, value_name = "MODE")]
+    pub initial_mode: Option<String>,
+    /// Log as JSON lines instead of text [env: TITAN_GATE_LOG_FORMAT=json].
+    #[arg(long)]
+    pub log_json: bool,
+}
+
+/// Where and how a client command reaches the gates.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// NATS server URL [env: NATS_URL] [default: nats://127.0.0.1:4222].
+    #[arg(long, value_name = "URL")]
+    pub nats_url: Option<String>,
+    /// How long to wait for replicas to answer, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 2_000)]
+    pub timeout_ms: u64,
+    /// Number of replicas expected; fewer answers is a failure [default: whoever answers].
+    #[arg(long, value_name = "N")]
+    pub expect: Option<usize>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Which key signs a command.
+#[derive(Debug, Args)]
+pub struct SigningArgs {
+    /// Keyring file [env: TITAN_GATE_KEYRING].
+    #[arg(long, value_name = "FILE")]
+    pub keyring: Option<PathBuf>,
+    /// Key id to sign with [default: the first key with the needed role].
+    #[arg(long, value_name = "ID")]
+    pub key_id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct HaltArgs {
+    /// Why the system is halted.
+    #[arg(long)]
+    pub reason: String,
+    /// Who halts it.
+    #[arg(long)]
+    pub operator: String,
+    /// SOFT_HALT (reduce-only) instead of HARD_HALT.
+    #[arg(long)]
+    pub soft: bool,
+    /// Halt one scope only: venue=NAME, account=NAME, symbol=NAME or strategy=NAME.
+    #[arg(long, value_name = "KIND=VALUE")]
+    pub scope: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+    #[command(flatten)]
+    pub signing: SigningArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// Why trading may resume.
+    #[arg(long)]
+    pub reason: String,
+    /// Who resumes it.
+    #[arg(long)]
+    pub operator: String,
+    /// Resume one scope only: venue=NAME, account=NAME, symbol=NAME or strategy=NAME.
+    #[arg(long, value_name = "KIND=VALUE")]
+    pub scope: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+    #[command(flatten)]
+    pub signing: SigningArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// Signature scheme.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Scheme {
+    /// Titan v1: `ts`, `nonce` and `sig` added to the envelope.
+    V1,
+    /// titan-gate v2: the Titan-* headers for a subject and body.
+    V2,
+}
+
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// Signature scheme.
+    #[arg(long, value_enum, default_value_t = Scheme::V1)]
+    pub scheme: Scheme,
+    /// Subject the message will be published to (v2 only).
+    #[arg(long, value_name = "SUBJECT")]
+    pub subject: Option<String>,
+    /// Timestamp to sign, epoch milliseconds [default: now].
+    #[arg(long, value_name = "MS")]
+    pub ts: Option<i64>,
+    /// Nonce to sign [default: 32 random hex characters].
+    #[arg(long, value_name = "NONCE")]
+    pub nonce: Option<String>,
+    #[command(flatten)]
+    pub signing: SigningArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Keyring file [env: TITAN_GATE_KEYRING]; the v1 secret comes from TITAN_HMAC_SECRET.
+    #[arg(long, value_name = "FILE")]
+    pub keyring: Option<PathBuf>,
+}

@@ -1,0 +1,58 @@
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Environment {
+    pairs.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect()
+}
+
+#[test]
+fn defaults_apply_without_file_env_or_flags() {
+    let settings = Settings::load(None, &Environment::new(), &FlagSettings::default()).unwrap();
+    assert_eq!(settings.nats.url, DEFAULT_NATS_URL);
+    assert_eq!(settings.http_addr.to_string(), DEFAULT_HTTP_ADDR);
+    assert_eq!(settings.initial_mode, Mode::HardHalt);
+    assert_eq!(settings.clock_window_ms, 30_000);
+}
+
+#[test]
+fn flags_override_env_which_overrides_file() {
+    let dir = std::env::temp_dir().join(format!("titan-gate-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("gate.toml");
+    std::fs::write(&path, "nats_url = \"nats://file:1\"\ngate_id = \"from-file\"\nclock_window_ms = 1000\n").unwrap();
+    let environment = env(&[(ENV_NATS_URL, "nats://env:2"), (ENV_CLOCK_WINDOW_MS, "2000")]);
+    let flags = FlagSettings { nats_url: Some("nats://flag:3".to_owned()), ..FlagSettings::default() };
+
+    let settings = Settings::load(Some(&path), &environment, &flags).unwrap();
+    assert_eq!(settings.nats.url, "nats://flag:3");
+    assert_eq!(settings.gate_id, "from-file");
+    assert_eq!(settings.clock_window_ms, 2000);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn every_bad_setting_is_reported_at_once() {
+    let environment = env(&[
+        (ENV_INITIAL_MODE, "paused"),
+        (ENV_CLOCK_WINDOW_MS, "soon"),
+        (ENV_HTTP_ADDR, "nowhere"),
+        (ENV_MAX_IN_FLIGHT, "0"),
+        (ENV_FORWARD_PREFIX, "titan.gate.execution.place.v1.x"),
+    ]);
+    let error = Settings::load(None, &environment, &FlagSettings::default()).unwrap_err();
+    let text = error.to_string();
+    for setting in [ENV_INITIAL_MODE, ENV_CLOCK_WINDOW_MS, ENV_HTTP_ADDR, ENV_MAX_IN_FLIGHT, ENV_FORWARD_PREFIX] {
+        assert!(text.contains(setting), "{setting} missing from:\n{text}");
+    }
+    assert_eq!(error.0.len(), 5, "{text}");
+}
+
+#[test]
+fn unknown_file_key_is_an_error() {
+    let dir = std::env::temp_dir().join(format!("titan-gate-config-unknown-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("gate.toml");
+    std::fs::write(&path, "clock_window = 5\n").unwrap();
+    let error = Settings::load(Some(&path), &Environment::new(), &FlagSettings::default()).unwrap_err();
+    assert!(error.to_string().contains("clock_window"), "{error}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -1,0 +1,194 @@
+//! The control plane: halt and resume commands and status requests, on a NATS connection
+//! of their own so an order flood can never delay or drop a halt.
+
+use std::sync::Arc;
+
+use async_nats::HeaderMap;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use titan_gate_core::command::{self, AuthError, Command, CommandDecision, HALT_SUBJECT, Signer};
+use titan_gate_core::{HaltState, OrderHeaders, ReplayMemory, Role, Transition};
+use tracing::{info, warn};
+
+use crate::gate::Gate;
+use crate::keys::now_ms;
+use crate::metrics as gate_metrics;
+use crate::orders::{HEADER_KEY_ID, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP};
+
+/// Subject on which every replica answers status requests.
+pub const STATUS_SUBJECT: &str = "titan.gate.status.v1";
+/// Subject of command outcomes.
+pub const COMMAND_EVENT_SUBJECT: &str = "titan.evt.gate.command.v1";
+/// Nonces remembered for signed commands; commands are rare, so this is generous.
+const COMMAND_REPLAY_CAPACITY: usize = 65_536;
+
+/// The control plane's task state.
+#[derive(Debug)]
+pub struct ControlPlane {
+    gate: Arc<Gate>,
+    client: async_nats::Client,
+    replay: ReplayMemory,
+}
+
+/// The outcome of one command, as reported.
+#[derive(Debug)]
+struct Outcome {
+    label: &'static str,
+    reason: String,
+    state: Arc<HaltState>,
+}
+
+impl ControlPlane {
+    /// Creates the control plane on its own connection.
+    pub fn new(gate: Arc<Gate>, client: async_nats::Client) -> Self {
+        Self { gate, client, replay: ReplayMemory::new(COMMAND_REPLAY_CAPACITY) }
+    }
+
+    /// Subscribes to the halt subjects and the status subject (no queue group: every
+    /// replica acts on every command) and handles messages until the subscriptions end.
+    pub async fn run(mut self) -> anyhow::Result<()> {
+        let global = self.client.subscribe(HALT_SUBJECT).await?;
+        let scoped = self.client.subscribe(format!("{HALT_SUBJECT}.>")).await?;
+        let status = self.client.subscribe(STATUS_SUBJECT).await?;
+        self.gate.health.commands_subscribed.store(true, std::sync::atomic::Ordering::Release);
+        info!(subject = HALT_SUBJECT, status_subject = STATUS_SUBJECT, "Command subscriptions active");
+
+        let mut messages = futures::stream::select(futures::stream::select(global, scoped), status);
+        while let Some(message) = messages.next().await {
+            if message.subject.as_str() == STATUS_SUBJECT {
+                self.answer_status(message.reply.map(|reply| reply.to_string())).await;
+            } else {
+                self.handle_command(&message.subject, message.reply.map(|reply| reply.to_string()), message.headers.as_ref(), &message.payload).await;
+            }
+        }
+        self.gate.health.commands_subscribed.store(false, std::sync::atomic::Ordering::Release);
+        Ok(())
+    }
+
+    async fn answer_status(&self, reply: Option<String>) {
+        if let Some(reply) = reply {
+            self.publish(reply, self.gate.status()).await;
+        }
+    }
+
+    async fn handle_command(&mut self, subject: &str, reply: Option<String>, headers: Option<&HeaderMap>, body: &[u8]) {
+        let command = Command::parse(subject, body);
+        let header = |name: &str| headers.and_then(|headers| headers.get(name)).map(async_nats::HeaderValue::as_str);
+        let order_headers = OrderHeaders { msg_id: None, key_id: header(HEADER_KEY_ID), timestamp: header(HEADER_TIMESTAMP), nonce: header(HEADER_NONCE), signature: header(HEADER_SIGNATURE) };
+
+        let role = command.required_role(&self.gate.state());
+        let keyring = self.gate.keyring();
+        let now = now_ms();
+        let authentication = command::authenticate(subject, body, &order_headers, &keyring, role, &mut self.replay, now, self.gate.settings.clock_window_ms);
+        drop(keyring);
+        let auth_label = auth_label(&authentication);
+        self.log_authentication(&command, role, &authentication, subject);
+
+        let outcome = match command::evaluate(&command, &authentication, &self.gate.state()) {
+            CommandDecision::Apply(change) => {
+                let (transition, previous) = self.gate.apply(&change);
+                match transition {
+                    Transition::Applied(next) => {
+                        let next = Arc::new(next);
+                        log_transition(&previous, &next, &command, &change.key_id, &self.gate.settings.gate_id);
+                        Outcome { label: "applied", reason: command.reason.clone(), state: next }
+                    }
+                    Transition::Unchanged => Outcome { label: "unchanged", reason: format!("{} already in force", change.mode), state: self.gate.state().clone() },
+                }
+            }
+            CommandDecision::Refuse(refusal) => {
+                warn!(command = command.kind.label(), scope = %scope_label(&command), reason = %refusal, "Command refused; the gate stays halted");
+                Outcome { label: "refused", reason: refusal.to_string(), state: self.gate.state().clone() }
+            }
+        };
+
+        gate_metrics::count_command(command.kind.label(), outcome.label, auth_label);
+        let key_id = authentication.as_ref().ok().map(|signer| signer.key_id.clone());
+        let event = self.command_event(&command, &outcome, key_id, body);
+        self.publish(COMMAND_EVENT_SUBJECT.to_owned(), event.clone()).await;
+        if let Some(reply) = reply {
+            self.publish(reply, event).await;
+        }
+    }
+
+    fn log_authentication(&self, command: &Command, role: Role, authentication: &Result<Signer, AuthError>, subject: &str) {
+        match authentication {
+            Ok(signer) => info!(command = command.kind.label(), key_id = %signer.key_id, subject = %subject, "Signed command received"),
+            Err(AuthError::Unsigned) if role == Role::Halt => {
+                gate_metrics::count_security_event(titan_gate_core::SecurityEvent::Unsigned);
+                info!(command = command.kind.label(), subject = %subject, "Unsigned halt accepted: stopping never needs a signature");
+            }
+            Err(AuthError::Unsigned) => {
+                gate_metrics::count_security_event(titan_gate_core::SecurityEvent::Unsigned);
+                warn!(command = command.kind.label(), subject = %subject, "Security: Unsigned Command Detected");
+            }
+            Err(error) => {
+                gate_metrics::count_security_event(security_kind(error));
+                warn!(command = command.kind.label(), subject = %subject, error = %error, "HMAC Verification Failed");
+            }
+        }
+    }
+
+    fn command_event(&self, command: &Command, outcome: &Outcome, key_id: Option<String>, body: &[u8]) -> Value {
+        let scope_mode = outcome.state.entry(command.scope.as_ref()).map_or("RUNNING", |entry| entry.mode.as_str());
+        let command_id = titan_gate_core::json::parse(body).ok().and_then(|value| value.get("command_id").and_then(|id| id.as_str().map(str::to_owned)));
+        json!({
+            "command": command.kind.label(),
+            "scope": command.scope.as_ref().map_or_else(|| gate_metrics::GLOBAL_SCOPE.to_owned(), ToString::to_string),
+            "outcome": outcome.label,
+            "reason": outcome.reason,
+            "mode": scope_mode,
+            "epoch": outcome.state.epoch,
+            "gate_id": self.gate.settings.gate_id,
+            "key_id": key_id,
+            "operator": command.operator,
+            "command_id": command_id,
+            "timestamp": now_ms(),
+        })
+    }
+
+    async fn publish(&self, subject: String, body: Value) {
+        if let Err(error) = self.client.publish(subject.clone(), body.to_string().into()).await {
+            warn!(subject = %subject, error = %error, "Publishing a command report failed");
+        }
+    }
+}
+
+fn log_transition(previous: &HaltState, next: &HaltState, command: &Command, key_id: &Option<String>, gate_id: &str) {
+    let from = previous.entry(command.scope.as_ref()).map_or("RUNNING", |entry| entry.mode.as_str());
+    let to = next.entry(command.scope.as_ref()).map_or("RUNNING", |entry| entry.mode.as_str());
+    warn!(
+        halt.scope = %scope_label(command),
+        halt.from = from,
+        halt.to = to,
+        halt.reason = %command.reason,
+        halt.operator = command.operator.as_deref().unwrap_or(""),
+        halt.key_id = key_id.as_deref().unwrap_or(""),
+        halt.epoch = next.epoch,
+        gate_id,
+        "Halt state changed"
+    );
+}
+
+fn scope_label(command: &Command) -> String {
+    command.scope.as_ref().map_or_else(|| gate_metrics::GLOBAL_SCOPE.to_owned(), ToString::to_string)
+}
+
+fn auth_label(authentication: &Result<Signer, AuthError>) -> &'static str {
+    match authentication {
+        Ok(_) => "signed",
+        Err(AuthError::Unsigned) => "unsigned",
+        Err(_) => "invalid",
+    }
+}
+
+fn security_kind(error: &AuthError) -> titan_gate_core::SecurityEvent {
+    use titan_gate_core::SecurityEvent;
+    match error {
+        AuthError::Unsigned => SecurityEvent::Unsigned,
+        AuthError::Key(_) => SecurityEvent::UnknownKey,
+        AuthError::Stale { .. } => SecurityEvent::Stale,
+        AuthError::Replay(_) => SecurityEvent::Replay,
+        AuthError::MalformedHeaders(_) | AuthError::Signature(_) => SecurityEvent::HmacFailed,
+    }
+}

@@ -1,0 +1,194 @@
+//! The state one gate process shares between its tasks: the halt state behind one
+//! atomic pointer, the keys, health flags and order counts.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use serde_json::{Value, json};
+use titan_gate_core::{Change, HaltEntry, HaltState, Keyring, Mode, Policy, Transition, Verdict};
+
+use crate::config::Settings;
+use crate::keys::now_ms;
+use crate::metrics;
+
+/// How many permission errors `/readyz` lists at most.
+const MAX_PERMISSION_ERRORS: usize = 16;
+
+/// One gate process's shared state.
+#[derive(Debug)]
+pub struct Gate {
+    /// The validated settings.
+    pub settings: Settings,
+    /// The order checks' settings, derived from `settings`.
+    pub policy: Policy,
+    state: ArcSwap<HaltState>,
+    keyring: ArcSwap<Keyring>,
+    /// Serializes state changes so two commands cannot both compute from the same epoch.
+    transition_lock: Mutex<()>,
+    /// Connection and subscription flags behind `/readyz`.
+    pub health: Health,
+    counts: [AtomicU64; 3],
+}
+
+/// What `/readyz` checks.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// The order connection is up.
+    pub orders_connected: AtomicBool,
+    /// The control connection is up.
+    pub control_connected: AtomicBool,
+    /// The intake queue subscription exists.
+    pub intake_subscribed: AtomicBool,
+    /// The command and status subscriptions exist.
+    pub commands_subscribed: AtomicBool,
+    /// The halt state is loaded.
+    pub state_loaded: AtomicBool,
+    /// Permission violations the server reported; any keeps the gate unready.
+    pub permission_errors: Mutex<Vec<String>>,
+}
+
+impl Health {
+    /// Returns the reasons the gate is not ready; empty when it is.
+    pub fn unready_reasons(&self) -> Vec<String> {
+        let mut reasons = Vec::new();
+        let checks = [
+            (&self.orders_connected, "order connection to NATS is down"),
+            (&self.control_connected, "control connection to NATS is down"),
+            (&self.intake_subscribed, "intake subscription is not active"),
+            (&self.commands_subscribed, "command subscriptions are not active"),
+            (&self.state_loaded, "halt state is not loaded"),
+        ];
+        for (flag, reason) in checks {
+            if !flag.load(Ordering::Acquire) {
+                reasons.push(reason.to_owned());
+            }
+        }
+        let errors = self.permission_errors.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        reasons.extend(errors.iter().map(|error| format!("NATS permission violation: {error}")));
+        reasons
+    }
+
+    /// Records a permission violation the server reported.
+    pub fn record_permission_error(&self, error: String) {
+        let mut errors = self.permission_errors.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if errors.len() < MAX_PERMISSION_ERRORS && !errors.contains(&error) {
+            errors.push(error);
+        }
+    }
+
+    /// Returns true when both NATS connections are up.
+    pub fn nats_connected(&self) -> bool {
+        self.orders_connected.load(Ordering::Acquire) && self.control_connected.load(Ordering::Acquire)
+    }
+}
+
+impl Gate {
+    /// Creates the gate in its initial state: the configured initial mode, reason `INITIAL_STATE`.
+    pub fn new(settings: Settings, keyring: Keyring) -> Self {
+        let policy = Policy { max_payload_bytes: settings.max_payload_bytes, clock_window_ms: settings.clock_window_ms, signatures: settings.signatures };
+        let state = HaltState::initial(settings.initial_mode, "INITIAL_STATE", now_ms());
+        Self {
+            settings,
+            policy,
+            state: ArcSwap::from_pointee(state),
+            keyring: ArcSwap::from_pointee(keyring),
+            transition_lock: Mutex::new(()),
+            health: Health::default(),
+            counts: Default::default(),
+        }
+    }
+
+    /// Returns the current halt state with one atomic load.
+    pub fn state(&self) -> arc_swap::Guard<Arc<HaltState>> {
+        self.state.load()
+    }
+
+    /// Returns the current keys.
+    pub fn keyring(&self) -> arc_swap::Guard<Arc<Keyring>> {
+        self.keyring.load()
+    }
+
+    /// Replaces the keys; orders in decision keep the keys they loaded.
+    pub fn replace_keyring(&self, keyring: Keyring) {
+        self.keyring.store(Arc::new(keyring));
+    }
+
+    /// Applies a change at the current time and publishes the new state and its gauges.
+    /// Returns the transition and the state it replaced.
+    pub fn apply(&self, change: &Change) -> (Transition, Arc<HaltState>) {
+        let _serialized = self.transition_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let previous = self.state.load_full();
+        let transition = previous.apply(change, now_ms(), self.settings.max_scopes);
+        if let Transition::Applied(next) = &transition {
+            self.state.store(Arc::new(next.clone()));
+            metrics::record_state(next, Some(&previous));
+        }
+        (transition, previous)
+    }
+
+    /// Counts one order verdict for `/status`.
+    pub fn count(&self, verdict: Verdict) {
+        let index = match verdict {
+            Verdict::Admitted => 0,
+            Verdict::Rejected => 1,
+            Verdict::Unconfirmed => 2,
+        };
+        self.counts[index].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Builds the status document served by `GET /status` and `titan.gate.status.v1`.
+    pub fn status(&self) -> Value {
+        let state = self.state();
+        let scopes: Vec<Value> = state
+            .scopes()
+            .into_iter()
+            .map(|(scope, entry)| {
+                let mut value = entry_json(entry);
+                value["scope"] = json!(scope.to_string());
+                value["kind"] = json!(scope.kind.as_str());
+                value["value"] = json!(scope.value);
+                value
+            })
+            .collect();
+        let unready = self.health.unready_reasons();
+        let mut status = entry_json(&state.global);
+        status["gate_id"] = json!(self.settings.gate_id);
+        status["epoch"] = json!(state.epoch);
+        status["halted"] = json!(state.strictest_mode() != Mode::Running);
+        status["scopes"] = json!(scopes);
+        status["nats"] = json!({
+            "connected": self.health.nats_connected(),
+            "orders_connected": self.health.orders_connected.load(Ordering::Acquire),
+            "control_connected": self.health.control_connected.load(Ordering::Acquire),
+        });
+        status["ready"] = json!(unready.is_empty());
+        status["unready_reasons"] = json!(unready);
+        status["orders"] = json!({
+            "admitted": self.counts[0].load(Ordering::Relaxed),
+            "rejected": self.counts[1].load(Ordering::Relaxed),
+            "unconfirmed": self.counts[2].load(Ordering::Relaxed),
+        });
+        status
+    }
+}
+
+/// Formats epoch milliseconds as RFC 3339 UTC.
+pub fn format_time_ms(epoch_ms: i64) -> String {
+    let nanos = i128::from(epoch_ms) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|time| time.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| epoch_ms.to_string())
+}
+
+fn entry_json(entry: &HaltEntry) -> Value {
+    json!({
+        "mode": entry.mode.as_str(),
+        "reason": entry.reason,
+        "operator": entry.operator,
+        "since": format_time_ms(entry.since_ms),
+        "since_ms": entry.since_ms,
+        "key_id": entry.key_id,
+    })
+}

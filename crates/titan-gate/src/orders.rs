@@ -1,0 +1,266 @@
+//! The order path: intake subscription, decision, JetStream forward, and the verdict
+//! reported as a reply, an event, a log line and a counter.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::context::PublishErrorKind;
+use bytes::Bytes;
+use futures::StreamExt;
+use metrics::histogram;
+use serde_json::json;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use titan_gate_core::decide::{check_halt, describe_intent};
+use titan_gate_core::{Admission, Context, Decision, HaltState, Order, OrderHeaders, Reason, Rejection, ReplayMemory, Verdict};
+use tracing::{debug, info, warn};
+
+use crate::forward::{self, ForwardOutcome, PendingForward};
+use crate::gate::Gate;
+use crate::keys::now_ms;
+use crate::logging::RejectLogLimiter;
+use crate::metrics::{self as gate_metrics, DECISION_SECONDS};
+
+/// Subject of reject events, in Titan's own event namespace.
+pub const REJECT_EVENT_SUBJECT: &str = "titan.evt.execution.reject.v1";
+/// `event_type` of reject events, as Titan names it.
+pub const REJECT_EVENT_TYPE: &str = "execution.intent.rejected";
+
+pub const HEADER_MSG_ID: &str = "Nats-Msg-Id";
+pub const HEADER_KEY_ID: &str = "Titan-Key-Id";
+pub const HEADER_TIMESTAMP: &str = "Titan-Timestamp";
+pub const HEADER_NONCE: &str = "Titan-Nonce";
+pub const HEADER_SIGNATURE: &str = "Titan-Signature";
+/// Set on forwarded orders: the replica that admitted it.
+pub const HEADER_GATE_ID: &str = "Titan-Gate-Id";
+/// Set on forwarded orders: the epoch of the state it was admitted under.
+pub const HEADER_GATE_EPOCH: &str = "Titan-Gate-Epoch";
+
+/// Everything the order path's tasks share.
+#[derive(Clone, Debug)]
+pub struct OrderPath {
+    pub gate: Arc<Gate>,
+    pub client: async_nats::Client,
+    pub jetstream: async_nats::jetstream::Context,
+    in_flight: Arc<Semaphore>,
+    log_limiter: Arc<RejectLogLimiter>,
+}
+
+/// One order as received, kept for the verdict report.
+#[derive(Debug)]
+pub struct Received {
+    pub subject: String,
+    pub reply: Option<String>,
+    pub headers: Option<HeaderMap>,
+    pub payload: Bytes,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.as_ref().and_then(|headers| headers.get(name)).map(async_nats::HeaderValue::as_str)
+    }
+}
+
+impl OrderPath {
+    /// Creates the order path.
+    pub fn new(gate: Arc<Gate>, client: async_nats::Client, jetstream: async_nats::jetstream::Context, log_limiter: Arc<RejectLogLimiter>) -> Self {
+        let in_flight = Arc::new(Semaphore::new(gate.settings.max_in_flight));
+        Self { gate, client, jetstream, in_flight, log_limiter }
+    }
+
+    /// Reads the intake queue subscription until it ends, deciding each order as it comes
+    /// and forwarding admitted ones without waiting for earlier acknowledgements.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let settings = &self.gate.settings;
+        let subject = format!("{}.>", settings.intake_prefix);
+        let mut subscriber = self.client.queue_subscribe(subject.clone(), settings.queue_group.clone()).await?;
+        self.gate.health.intake_subscribed.store(true, std::sync::atomic::Ordering::Release);
+        info!(subject = %subject, queue_group = %settings.queue_group, "Intake subscribed");
+
+        let mut replay = ReplayMemory::new(settings.replay_capacity);
+        let mut scratch = String::with_capacity(1024);
+        while let Some(message) = subscriber.next().await {
+            let received = Received { subject: message.subject.to_string(), reply: message.reply.map(|reply| reply.to_string()), headers: message.headers, payload: message.payload };
+            self.handle(received, &mut replay, &mut scratch).await;
+        }
+        self.gate.health.intake_subscribed.store(false, std::sync::atomic::Ordering::Release);
+        Ok(())
+    }
+
+    async fn handle(&self, received: Received, replay: &mut ReplayMemory, scratch: &mut String) {
+        let started = Instant::now();
+        let state = self.gate.state();
+        let keyring = self.gate.keyring();
+        let tail = tail_of(&received.subject, &self.gate.settings.intake_prefix);
+        let headers = OrderHeaders {
+            msg_id: received.header(HEADER_MSG_ID),
+            key_id: received.header(HEADER_KEY_ID),
+            timestamp: received.header(HEADER_TIMESTAMP),
+            nonce: received.header(HEADER_NONCE),
+            signature: received.header(HEADER_SIGNATURE),
+        };
+        let order = Order { subject: &received.subject, tail, body: &received.payload, headers };
+        let context = Context { state: &state, keyring: &keyring, policy: &self.gate.policy, now_ms: now_ms() };
+        let decision = titan_gate_core::decide(&order, &context, replay, scratch);
+        histogram!(DECISION_SECONDS).record(started.elapsed());
+
+        let epoch = state.epoch;
+        drop(keyring);
+        match decision {
+            Decision::Reject(rejection) => self.report_rejection(&received, &rejection, &state).await,
+            Decision::Admit(admission) => {
+                drop(state);
+                self.forward(received, admission, epoch).await;
+            }
+        }
+    }
+
+    /// Checks the state once more, takes an in-flight slot and publishes to JetStream;
+    /// the acknowledgement is awaited in its own task.
+    async fn forward(&self, received: Received, admission: Admission, decided_epoch: u64) {
+        let state = self.gate.state();
+        let tail = tail_of(&received.subject, &self.gate.settings.intake_prefix).to_owned();
+        if state.epoch != decided_epoch
+            && let Err(rejection) = check_halt(&state, &tail, &admission.strategy, admission.reducing)
+        {
+            self.report_rejection(&received, &rejection, &state).await;
+            return;
+        }
+        let epoch = state.epoch;
+        drop(state);
+
+        let Ok(permit) = Arc::clone(&self.in_flight).try_acquire_owned() else {
+            let detail = format!("gate at capacity: {} orders await their acknowledgement; retry shortly", self.gate.settings.max_in_flight);
+            self.reject(&received, Reason::RateLimited, detail.into()).await;
+            return;
+        };
+
+        let pending = PendingForward::new(&self.gate, &received, &admission, &tail, epoch);
+        match forward::publish(&self.jetstream, &pending).await {
+            Ok(ack) => {
+                let path = self.clone();
+                tokio::spawn(async move { path.finish(received, pending, ack, permit).await });
+            }
+            Err(rejection) => self.report_rejection(&received, &rejection, &self.gate.state()).await,
+        }
+    }
+
+    async fn finish(self, received: Received, pending: PendingForward, ack: async_nats::jetstream::context::PublishAckFuture, permit: OwnedSemaphorePermit) {
+        let outcome = forward::await_ack(ack, &pending).await;
+        drop(permit);
+        match outcome {
+            ForwardOutcome::Stored { sequence } => self.report_admission(&received, &pending, sequence).await,
+            ForwardOutcome::Refused(rejection) => self.report_rejection(&received, &rejection, &self.gate.state()).await,
+            ForwardOutcome::Unknown(detail) => {
+                self.report_unconfirmed(&received, &pending, &detail).await;
+                let path = self.clone();
+                tokio::spawn(async move { forward::follow_up(&path, pending).await });
+            }
+        }
+    }
+
+    async fn report_admission(&self, received: &Received, pending: &PendingForward, sequence: u64) {
+        self.gate.count(Verdict::Admitted);
+        gate_metrics::count_order(Verdict::Admitted, None);
+        debug!(order.id = %pending.msg_id, signal.id = %pending.signal_id, subject = %received.subject, stream.seq = sequence, halt.epoch = pending.epoch, "Order admitted");
+        if let Some(reply) = &received.reply {
+            let body = json!({"verdict": "admitted", "stream_seq": sequence, "epoch": pending.epoch, "msg_id": pending.msg_id, "gate_id": self.gate.settings.gate_id});
+            self.publish(reply.clone(), body.to_string()).await;
+        }
+    }
+
+    async fn report_unconfirmed(&self, received: &Received, pending: &PendingForward, detail: &str) {
+        self.gate.count(Verdict::Unconfirmed);
+        gate_metrics::count_order(Verdict::Unconfirmed, Some(Reason::ForwardUnconfirmed));
+        warn!(order.id = %pending.msg_id, subject = %received.subject, detail = %detail, halt.epoch = pending.epoch, "Order unconfirmed: re-publishing until JetStream answers");
+        if let Some(reply) = &received.reply {
+            let body = json!({"verdict": "unconfirmed", "reason": Reason::ForwardUnconfirmed.code(), "detail": detail, "epoch": pending.epoch, "msg_id": pending.msg_id, "gate_id": self.gate.settings.gate_id});
+            self.publish(reply.clone(), body.to_string()).await;
+        }
+    }
+
+    /// Reports a rejection whose reason comes without a scope or halt.
+    pub async fn reject(&self, received: &Received, reason: Reason, detail: std::borrow::Cow<'static, str>) {
+        let rejection = Rejection { reason, detail, halted_scope: None };
+        self.report_rejection(received, &rejection, &self.gate.state()).await;
+    }
+
+    /// Reports a rejection: counter, rate-limited log, reject event, and reply.
+    pub async fn report_rejection(&self, received: &Received, rejection: &Rejection, state: &HaltState) {
+        let reason = rejection.reason;
+        self.gate.count(Verdict::Rejected);
+        gate_metrics::count_order(Verdict::Rejected, Some(reason));
+        if let Some(kind) = reason.security_event() {
+            gate_metrics::count_security_event(kind);
+        }
+
+        let ids = describe_intent(received.header(HEADER_MSG_ID), &received.payload, self.gate.policy.max_payload_bytes);
+        let intent_id = ids.intent_id.as_deref().unwrap_or("");
+        self.log_rejection(received, rejection, state, intent_id);
+
+        let event = json!({
+            "event_type": REJECT_EVENT_TYPE,
+            "reason": reason.code(),
+            "intent_id": ids.intent_id,
+            "timestamp": now_ms(),
+            "gate_id": self.gate.settings.gate_id,
+            "subject": received.subject,
+            "signal_id": ids.signal_id,
+            "detail": rejection.detail,
+            "epoch": state.epoch,
+        });
+        self.publish(REJECT_EVENT_SUBJECT.to_owned(), event.to_string()).await;
+        if let Some(reply) = &received.reply {
+            let body = json!({"verdict": "rejected", "reason": reason.code(), "detail": rejection.detail, "epoch": state.epoch, "gate_id": self.gate.settings.gate_id});
+            self.publish(reply.clone(), body.to_string()).await;
+        }
+    }
+
+    fn log_rejection(&self, received: &Received, rejection: &Rejection, state: &HaltState, intent_id: &str) {
+        let reason = rejection.reason;
+        let permit = self.log_limiter.permit(reason, Instant::now());
+        if permit.suppressed_before > 0 {
+            info!(reason = reason.code(), suppressed = permit.suppressed_before, "Rejection logs suppressed in the last second");
+        }
+        if !permit.log {
+            return;
+        }
+        match reason {
+            Reason::SystemHalted => {
+                let entry = rejection.halted_scope.as_ref().and_then(|scope| state.scoped(scope.kind, &scope.value)).unwrap_or(&state.global);
+                let scope = rejection.halted_scope.as_ref().map_or_else(|| gate_metrics::GLOBAL_SCOPE.to_owned(), ToString::to_string);
+                warn!(order.id = %intent_id, subject = %received.subject, halt.reason = %entry.reason, halt.scope = %scope, halt.epoch = state.epoch, "Order Rejected: System Halted");
+            }
+            _ if reason.security_event().is_some() => {
+                warn!(order.id = %intent_id, subject = %received.subject, reason = reason.code(), detail = %rejection.detail, halt.epoch = state.epoch, "Order rejected");
+            }
+            _ => {
+                info!(order.id = %intent_id, subject = %received.subject, reason = reason.code(), detail = %rejection.detail, halt.epoch = state.epoch, "Order rejected");
+            }
+        }
+    }
+
+    /// Publishes on core NATS; a failure is logged, because the verdict itself stands.
+    pub async fn publish(&self, subject: String, body: String) {
+        if let Err(error) = self.client.publish(subject.clone(), body.into()).await {
+            warn!(subject = %subject, error = %error, "Publishing a verdict report failed");
+        }
+    }
+
+    /// Reports the rejection-log counts of windows that ended without another rejection.
+    pub fn flush_suppressed_logs(&self) {
+        for (reason, suppressed) in self.log_limiter.take_expired(Instant::now()) {
+            info!(reason = reason.code(), suppressed, "Rejection logs suppressed in the last second");
+        }
+    }
+}
+
+/// Returns the subject tokens after the intake prefix.
+fn tail_of<'s>(subject: &'s str, prefix: &str) -> &'s str {
+    subject.strip_prefix(prefix).and_then(|rest| rest.strip_prefix('.')).unwrap_or("")
+}
+
+/// Returns true for an error the server reported before anything was sent or stored.
+pub fn is_certain_refusal(kind: PublishErrorKind) -> bool {
+    matches!(kind, PublishErrorKind::StreamNotFound | PublishErrorKind::WrongLastMessageId | PublishErrorKind::WrongLastSequence | PublishErrorKind::MaxPayloadExceeded)
+}
