@@ -2,6 +2,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use sha2::{Digest, Sha256};
 
@@ -29,14 +30,20 @@ pub enum ReplayError {
 #[derive(Debug)]
 pub struct ReplayMemory {
     capacity: usize,
-    expiry_by_nonce: HashMap<u128, i64>,
+    expiry_by_nonce: HashMap<u128, i64, BuildHasherDefault<FingerprintHasher>>,
     expiries: BinaryHeap<Reverse<(i64, u128)>>,
 }
 
 impl ReplayMemory {
-    /// Creates an empty memory holding at most `capacity` nonces.
+    /// Creates an empty memory holding at most `capacity` nonces. Both tables are sized
+    /// for `capacity` up front, so no insert pays for a rehash; the pages are only
+    /// touched, and resident, as nonces arrive.
     pub fn new(capacity: usize) -> Self {
-        Self { capacity, expiry_by_nonce: HashMap::new(), expiries: BinaryHeap::new() }
+        Self {
+            capacity,
+            expiry_by_nonce: HashMap::with_capacity_and_hasher(capacity, BuildHasherDefault::default()),
+            expiries: BinaryHeap::with_capacity(capacity),
+        }
     }
 
     /// Records `nonce` until `expires_at_ms`, or fails if it is already recorded or the
@@ -78,6 +85,28 @@ impl ReplayMemory {
             self.expiries.pop();
             self.expiry_by_nonce.remove(&fingerprint);
         }
+    }
+}
+
+/// Hashes a fingerprint by taking its low 64 bits: a fingerprint is already a uniformly
+/// distributed SHA-256 prefix, so hashing it again would only cost time.
+#[derive(Debug, Default)]
+struct FingerprintHasher(u64);
+
+impl Hasher for FingerprintHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+
+    #[allow(clippy::cast_possible_truncation, reason = "keeping the low 64 bits is the point")]
+    fn write_u128(&mut self, value: u128) {
+        self.0 = value as u64;
     }
 }
 

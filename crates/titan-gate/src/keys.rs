@@ -115,7 +115,7 @@ fn build_key(entry: KeyEntry, base: &Path) -> Result<Key, Vec<String>> {
             None => problems.push(format!("key {id:?}: role {name:?} is not order, halt or resume")),
         }
     }
-    if roles.is_empty() {
+    if entry.roles.is_empty() {
         problems.push(format!("key {id:?}: roles is empty; give at least one of order, halt, resume"));
     }
     let not_before = parse_time(&id, "not_before", entry.not_before.as_deref(), &mut problems);

@@ -56,3 +56,22 @@ fn unknown_file_key_is_an_error() {
     assert!(error.to_string().contains("clock_window"), "{error}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn example_file_loads_with_default_values() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/titan-gate.example.toml");
+    let from_file = Settings::load(Some(&path), &Environment::new(), &FlagSettings::default()).unwrap();
+    let defaults = Settings::load(None, &Environment::new(), &FlagSettings::default()).unwrap();
+    assert_eq!(format!("{:?}", from_file.nats), format!("{:?}", defaults.nats));
+    assert_eq!(from_file.http_addr, defaults.http_addr);
+    assert_eq!(from_file.clock_window_ms, defaults.clock_window_ms);
+    assert_eq!(from_file.max_payload_bytes, defaults.max_payload_bytes);
+    assert_eq!(from_file.forward_ack_timeout, defaults.forward_ack_timeout);
+    assert_eq!(from_file.forward_retry_window, defaults.forward_retry_window);
+    assert_eq!(from_file.max_in_flight, defaults.max_in_flight);
+    assert_eq!(from_file.replay_capacity, defaults.replay_capacity);
+    assert_eq!(from_file.max_scopes, defaults.max_scopes);
+    assert_eq!(from_file.reject_logs_per_second, defaults.reject_logs_per_second);
+    assert_eq!(from_file.intake_prefix, defaults.intake_prefix);
+    assert_eq!(from_file.forward_prefix, defaults.forward_prefix);
+}
