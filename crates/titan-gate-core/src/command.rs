@@ -71,18 +71,18 @@ impl Command {
     /// to stop, so whatever cannot be read becomes a global `HARD_HALT` whose reason
     /// quotes the start of the received bytes.
     pub fn parse(subject: &str, body: &[u8]) -> Command {
-        let Some(scope) = parse_scope(subject) else {
-            return unrecognized(format!("unrecognized halt subject {:?}", truncate(subject, ECHO_BYTES)), body);
+        let Ok(scope) = parse_scope(subject) else {
+            return unrecognized(&format!("unrecognized halt subject {:?}", truncate(subject, ECHO_BYTES)), body);
         };
         let value = match json::parse(body) {
             Ok(value) if value.as_object().is_some() => value,
-            Ok(_) | Err(_) if body.iter().all(u8::is_ascii_whitespace) => return unrecognized("empty halt command".to_owned(), body),
-            Ok(value) => return unrecognized(format!("halt command is a JSON {}, not an object", value.kind_name()), body),
-            Err(error) => return unrecognized(format!("halt command is not valid JSON ({error})"), body),
+            Ok(_) | Err(_) if body.iter().all(u8::is_ascii_whitespace) => return unrecognized("empty halt command", body),
+            Ok(value) => return unrecognized(&format!("halt command is a JSON {}, not an object", value.kind_name()), body),
+            Err(error) => return unrecognized(&format!("halt command is not valid JSON ({error})"), body),
         };
         let mut command = match read_shape(&value) {
             Ok(command) => command,
-            Err(problem) => unrecognized(problem, body),
+            Err(problem) => unrecognized(&problem, body),
         };
         if command.shape != CommandShape::Unrecognized {
             command.scope = scope;
@@ -101,19 +101,26 @@ impl Command {
     }
 }
 
-/// Parses the scope from a halt subject: `Some(None)` for the global subject,
-/// `Some(Some(scope))` for a scoped one, `None` for anything else under the prefix.
-fn parse_scope(subject: &str) -> Option<Option<Scope>> {
-    let rest = subject.strip_prefix(HALT_SUBJECT)?;
+/// Parses the scope from a halt subject: `Ok(None)` for the global subject,
+/// `Ok(Some(scope))` for a scoped one, and an error for anything else.
+fn parse_scope(subject: &str) -> Result<Option<Scope>, UnknownSubject> {
+    let rest = subject.strip_prefix(HALT_SUBJECT).ok_or(UnknownSubject)?;
     if rest.is_empty() {
-        return Some(None);
+        return Ok(None);
     }
-    let (kind, value) = rest.strip_prefix('.')?.split_once('.')?;
-    let kind = ScopeKind::parse(kind)?;
-    (!value.is_empty()).then(|| Some(Scope::new(kind, value)))
+    let (kind, value) = rest.strip_prefix('.').and_then(|rest| rest.split_once('.')).ok_or(UnknownSubject)?;
+    let kind = ScopeKind::parse(kind).ok_or(UnknownSubject)?;
+    if value.is_empty() {
+        return Err(UnknownSubject);
+    }
+    Ok(Some(Scope::new(kind, value)))
 }
 
-fn unrecognized(problem: String, body: &[u8]) -> Command {
+/// A halt subject that names no known scope.
+#[derive(Debug)]
+struct UnknownSubject;
+
+fn unrecognized(problem: &str, body: &[u8]) -> Command {
     let echo = String::from_utf8_lossy(&body[..body.len().min(ECHO_BYTES)]).into_owned();
     Command {
         kind: CommandKind::Halt(Mode::HardHalt),
@@ -212,17 +219,20 @@ impl AuthError {
     }
 }
 
+/// A command as received: its subject, body and v2 headers.
+#[derive(Clone, Copy, Debug)]
+pub struct SignedMessage<'a> {
+    /// The subject it was published to.
+    pub subject: &'a str,
+    /// Its body.
+    pub body: &'a [u8],
+    /// Its headers.
+    pub headers: OrderHeaders<'a>,
+}
+
 /// Checks a command's v2 signature for `role`. A valid signature consumes its nonce.
-pub fn authenticate(
-    subject: &str,
-    body: &[u8],
-    headers: &OrderHeaders<'_>,
-    keyring: &Keyring,
-    role: Role,
-    replay: &mut ReplayMemory,
-    now_ms: i64,
-    clock_window_ms: i64,
-) -> Result<Signer, AuthError> {
+pub fn authenticate(message: &SignedMessage<'_>, role: Role, keyring: &Keyring, replay: &mut ReplayMemory, now_ms: i64, clock_window_ms: i64) -> Result<Signer, AuthError> {
+    let SignedMessage { subject, body, headers } = message;
     let signature_text = headers.signature.ok_or(AuthError::Unsigned)?;
     let missing = |name: &str| AuthError::MalformedHeaders(format!("header {name} is missing; a v2 signature needs it"));
     let key_id = headers.key_id.ok_or_else(|| missing("Titan-Key-Id"))?;

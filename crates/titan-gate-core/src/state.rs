@@ -149,6 +149,7 @@ pub struct Change {
 
 /// What applying a [`Change`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant, reason = "a transition is built once per command and moved once")]
 pub enum Transition {
     /// The state changed; the new state carries the next epoch.
     Applied(HaltState),

@@ -1,4 +1,7 @@
 //! The command line: `run`, `halt`, `resume`, `status`, `sign` and `verify`.
+//!
+//! Doc comments here are clap's help text, shown to operators as written.
+#![allow(clippy::doc_markdown, reason = "doc comments are help text printed verbatim, where backticks would show")]
 
 use std::path::PathBuf;
 

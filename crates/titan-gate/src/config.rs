@@ -271,15 +271,14 @@ impl Layers<'_> {
     where
         T: std::str::FromStr + PartialOrd + Copy + std::fmt::Display,
     {
-        let value = match self.env_text(env_name) {
-            Some(text) => match text.trim().parse::<T>() {
-                Ok(value) => value,
-                Err(_) => {
-                    self.errors.push(format!("{key} ({env_name}): {text:?} is not a whole number"));
-                    return default;
-                }
-            },
-            None => from_file.unwrap_or(default),
+        let value = if let Some(text) = self.env_text(env_name) {
+            let Ok(value) = text.trim().parse::<T>() else {
+                self.errors.push(format!("{key} ({env_name}): {text:?} is not a whole number"));
+                return default;
+            };
+            value
+        } else {
+            from_file.unwrap_or(default)
         };
         if !range.contains(&value) {
             self.errors.push(format!("{key} ({env_name}): {value} is outside {}..={}", range.start(), range.end()));

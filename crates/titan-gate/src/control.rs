@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_nats::HeaderMap;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use titan_gate_core::command::{self, AuthError, Command, CommandDecision, HALT_SUBJECT, Signer};
+use titan_gate_core::command::{self, AuthError, Command, CommandDecision, HALT_SUBJECT, SignedMessage, Signer};
 use titan_gate_core::{HaltState, OrderHeaders, ReplayMemory, Role, Transition};
 use tracing::{info, warn};
 
@@ -79,10 +79,11 @@ impl ControlPlane {
         let role = command.required_role(&self.gate.state());
         let keyring = self.gate.keyring();
         let now = now_ms();
-        let authentication = command::authenticate(subject, body, &order_headers, &keyring, role, &mut self.replay, now, self.gate.settings.clock_window_ms);
+        let message = SignedMessage { subject, body, headers: order_headers };
+        let authentication = command::authenticate(&message, role, &keyring, &mut self.replay, now, self.gate.settings.clock_window_ms);
         drop(keyring);
         let auth_label = auth_label(&authentication);
-        self.log_authentication(&command, role, &authentication, subject);
+        log_authentication(&command, role, &authentication, subject);
 
         let outcome = match command::evaluate(&command, &authentication, &self.gate.state()) {
             CommandDecision::Apply(change) => {
@@ -90,7 +91,7 @@ impl ControlPlane {
                 match transition {
                     Transition::Applied(next) => {
                         let next = Arc::new(next);
-                        log_transition(&previous, &next, &command, &change.key_id, &self.gate.settings.gate_id);
+                        log_transition(&previous, &next, &command, change.key_id.as_deref(), &self.gate.settings.gate_id);
                         Outcome { label: "applied", reason: command.reason.clone(), state: next }
                     }
                     Transition::Unchanged => Outcome { label: "unchanged", reason: format!("{} already in force", change.mode), state: self.gate.state().clone() },
@@ -103,7 +104,7 @@ impl ControlPlane {
         };
 
         gate_metrics::count_command(command.kind.label(), outcome.label, auth_label);
-        let key_id = authentication.as_ref().ok().map(|signer| signer.key_id.clone());
+        let key_id = authentication.as_ref().ok().map(|signer| signer.key_id.as_str());
         let event = self.command_event(&command, &outcome, key_id, body);
         self.publish(COMMAND_EVENT_SUBJECT.to_owned(), event.clone()).await;
         if let Some(reply) = reply {
@@ -111,25 +112,7 @@ impl ControlPlane {
         }
     }
 
-    fn log_authentication(&self, command: &Command, role: Role, authentication: &Result<Signer, AuthError>, subject: &str) {
-        match authentication {
-            Ok(signer) => info!(command = command.kind.label(), key_id = %signer.key_id, subject = %subject, "Signed command received"),
-            Err(AuthError::Unsigned) if role == Role::Halt => {
-                gate_metrics::count_security_event(titan_gate_core::SecurityEvent::Unsigned);
-                info!(command = command.kind.label(), subject = %subject, "Unsigned halt accepted: stopping never needs a signature");
-            }
-            Err(AuthError::Unsigned) => {
-                gate_metrics::count_security_event(titan_gate_core::SecurityEvent::Unsigned);
-                warn!(command = command.kind.label(), subject = %subject, "Security: Unsigned Command Detected");
-            }
-            Err(error) => {
-                gate_metrics::count_security_event(security_kind(error));
-                warn!(command = command.kind.label(), subject = %subject, error = %error, "HMAC Verification Failed");
-            }
-        }
-    }
-
-    fn command_event(&self, command: &Command, outcome: &Outcome, key_id: Option<String>, body: &[u8]) -> Value {
+    fn command_event(&self, command: &Command, outcome: &Outcome, key_id: Option<&str>, body: &[u8]) -> Value {
         let scope_mode = outcome.state.entry(command.scope.as_ref()).map_or("RUNNING", |entry| entry.mode.as_str());
         let command_id = titan_gate_core::json::parse(body).ok().and_then(|value| value.get("command_id").and_then(|id| id.as_str().map(str::to_owned)));
         json!({
@@ -154,7 +137,25 @@ impl ControlPlane {
     }
 }
 
-fn log_transition(previous: &HaltState, next: &HaltState, command: &Command, key_id: &Option<String>, gate_id: &str) {
+fn log_authentication(command: &Command, role: Role, authentication: &Result<Signer, AuthError>, subject: &str) {
+    match authentication {
+        Ok(signer) => info!(command = command.kind.label(), key_id = %signer.key_id, subject = %subject, "Signed command received"),
+        Err(AuthError::Unsigned) if role == Role::Halt => {
+            gate_metrics::count_security_event(titan_gate_core::SecurityEvent::Unsigned);
+            info!(command = command.kind.label(), subject = %subject, "Unsigned halt accepted: stopping never needs a signature");
+        }
+        Err(AuthError::Unsigned) => {
+            gate_metrics::count_security_event(titan_gate_core::SecurityEvent::Unsigned);
+            warn!(command = command.kind.label(), subject = %subject, "Security: Unsigned Command Detected");
+        }
+        Err(error) => {
+            gate_metrics::count_security_event(security_kind(error));
+            warn!(command = command.kind.label(), subject = %subject, error = %error, "HMAC Verification Failed");
+        }
+    }
+}
+
+fn log_transition(previous: &HaltState, next: &HaltState, command: &Command, key_id: Option<&str>, gate_id: &str) {
     let from = previous.entry(command.scope.as_ref()).map_or("RUNNING", |entry| entry.mode.as_str());
     let to = next.entry(command.scope.as_ref()).map_or("RUNNING", |entry| entry.mode.as_str());
     warn!(
@@ -163,7 +164,7 @@ fn log_transition(previous: &HaltState, next: &HaltState, command: &Command, key
         halt.to = to,
         halt.reason = %command.reason,
         halt.operator = command.operator.as_deref().unwrap_or(""),
-        halt.key_id = key_id.as_deref().unwrap_or(""),
+        halt.key_id = key_id.unwrap_or(""),
         halt.epoch = next.epoch,
         gate_id,
         "Halt state changed"

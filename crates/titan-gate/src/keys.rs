@@ -141,7 +141,7 @@ fn parse_time(id: &str, field: &str, text: Option<&str>, problems: &mut Vec<Stri
 /// Reads a secret file, dropping one trailing newline as `echo secret > file` writes it.
 pub fn read_secret_file(path: &Path) -> Result<String, String> {
     let text = std::fs::read_to_string(path).map_err(|error| format!("secret file {} cannot be read: {error}", path.display()))?;
-    let trimmed = text.strip_suffix('\n').map(|rest| rest.strip_suffix('\r').unwrap_or(rest)).unwrap_or(&text);
+    let trimmed = text.strip_suffix('\n').map_or(text.as_str(), |rest| rest.strip_suffix('\r').unwrap_or(rest));
     Ok(trimmed.to_owned())
 }
 

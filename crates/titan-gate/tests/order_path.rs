@@ -22,8 +22,8 @@ async fn admitted_order_lands_byte_identical() {
     assert_eq!(stored[0].subject.as_str(), format!("{FORWARD}.{TAIL}"));
     assert_eq!(stored[0].payload.as_ref(), body.as_bytes());
     let intent_id = body.split(r#""id":""#).nth(1).and_then(|rest| rest.split('"').next()).unwrap();
-    assert_eq!(stored[0].headers.get("Nats-Msg-Id").map(|value| value.as_str()), Some(intent_id));
-    assert_eq!(stored[0].headers.get("Titan-Gate-Id").map(|value| value.as_str()), Some("test-gate"));
+    assert_eq!(stored[0].headers.get("Nats-Msg-Id").map(async_nats::HeaderValue::as_str), Some(intent_id));
+    assert_eq!(stored[0].headers.get("Titan-Gate-Id").map(async_nats::HeaderValue::as_str), Some("test-gate"));
 }
 
 #[tokio::test]
@@ -37,7 +37,7 @@ async fn v2_signed_order_is_admitted_with_header_msg_id() {
     let verdict = harness.order(TAIL, body.clone(), headers).await;
     assert_eq!(verdict["verdict"], "admitted", "{verdict}");
     let stored = harness.stored_orders().await;
-    assert_eq!(stored[0].headers.get("Nats-Msg-Id").map(|value| value.as_str()), Some("producer-chosen-id"));
+    assert_eq!(stored[0].headers.get("Nats-Msg-Id").map(async_nats::HeaderValue::as_str), Some("producer-chosen-id"));
     assert_eq!(stored[0].payload.as_ref(), body.as_bytes());
 }
 

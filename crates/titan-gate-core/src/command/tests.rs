@@ -101,12 +101,12 @@ fn signed_resume_applies_and_nonce_is_single_use() {
     let state = halted_state(NOW - 1000);
     let command = Command::parse(HALT_SUBJECT, body.as_bytes());
 
-    let first = authenticate(HALT_SUBJECT, body.as_bytes(), &headers, &keyring, command.required_role(&state), &mut replay, NOW, 30_000);
+    let first = authenticate(&SignedMessage { subject: HALT_SUBJECT, body: body.as_bytes(), headers }, command.required_role(&state), &keyring, &mut replay, NOW, 30_000);
     assert_eq!(first.as_ref().map(|signer| signer.key_id.as_str()), Ok("ops"));
     let CommandDecision::Apply(change) = evaluate(&command, &first, &state) else { panic!("signed resume must apply") };
     assert!(matches!(state.apply(&change, NOW, 8), Transition::Applied(next) if next.global.mode == Mode::Running));
 
-    let second = authenticate(HALT_SUBJECT, body.as_bytes(), &headers, &keyring, Role::Resume, &mut replay, NOW, 30_000);
+    let second = authenticate(&SignedMessage { subject: HALT_SUBJECT, body: body.as_bytes(), headers }, Role::Resume, &keyring, &mut replay, NOW, 30_000);
     assert_eq!(second, Err(AuthError::Replay(ReplayError::Replayed)));
 }
 
@@ -119,7 +119,7 @@ fn resume_signed_before_halt_is_refused() {
     let mut replay = ReplayMemory::new(16);
     let state = halted_state(NOW - 1000);
     let command = Command::parse(HALT_SUBJECT, body.as_bytes());
-    let authentication = authenticate(HALT_SUBJECT, body.as_bytes(), &headers, &keyring, Role::Resume, &mut replay, NOW, 30_000);
+    let authentication = authenticate(&SignedMessage { subject: HALT_SUBJECT, body: body.as_bytes(), headers }, Role::Resume, &keyring, &mut replay, NOW, 30_000);
     let decision = evaluate(&command, &authentication, &state);
     assert!(matches!(decision, CommandDecision::Refuse(Refusal::SignedBeforeHalt { .. })), "{decision:?}");
 }
@@ -132,12 +132,12 @@ fn resume_needs_resume_role_and_valid_signature() {
 
     let (timestamp, signature) = signed(&keyring, "halter", HALT_SUBJECT, body, NOW, "nonce-0003");
     let headers = OrderHeaders { msg_id: None, key_id: Some("halter"), timestamp: Some(&timestamp), nonce: Some("nonce-0003"), signature: Some(&signature) };
-    let result = authenticate(HALT_SUBJECT, body.as_bytes(), &headers, &keyring, Role::Resume, &mut replay, NOW, 30_000);
+    let result = authenticate(&SignedMessage { subject: HALT_SUBJECT, body: body.as_bytes(), headers }, Role::Resume, &keyring, &mut replay, NOW, 30_000);
     assert!(matches!(result, Err(AuthError::Key(KeyError::MissingRole { .. }))), "{result:?}");
 
     let (timestamp, signature) = signed(&keyring, "ops", HALT_SUBJECT, r#"{"state":"OPEN"}"#, NOW, "nonce-0004");
     let headers = OrderHeaders { msg_id: None, key_id: Some("ops"), timestamp: Some(&timestamp), nonce: Some("nonce-0004"), signature: Some(&signature) };
-    let result = authenticate(HALT_SUBJECT, body.as_bytes(), &headers, &keyring, Role::Resume, &mut replay, NOW, 30_000);
+    let result = authenticate(&SignedMessage { subject: HALT_SUBJECT, body: body.as_bytes(), headers }, Role::Resume, &keyring, &mut replay, NOW, 30_000);
     assert_eq!(result, Err(AuthError::Signature(SignatureError::Mismatch)));
     assert!(result.unwrap_err().is_bad_signature());
 }
