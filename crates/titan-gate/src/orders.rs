@@ -69,8 +69,10 @@ impl OrderPath {
     }
 
     /// Reads the intake queue subscription until it ends, deciding each order as it comes
-    /// and forwarding admitted ones without waiting for earlier acknowledgements.
-    pub async fn run(self) -> anyhow::Result<()> {
+    /// and forwarding admitted ones without waiting for earlier acknowledgements. When
+    /// `shutdown` changes, it drains the subscription: the server sends no more orders
+    /// to this replica, and the ones already received still get their verdict.
+    pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
         let settings = &self.gate.settings;
         let subject = format!("{}.>", settings.intake_prefix);
         let mut subscriber = self.client.queue_subscribe(subject.clone(), settings.queue_group.clone()).await?;
@@ -79,7 +81,20 @@ impl OrderPath {
 
         let mut replay = ReplayMemory::new(settings.replay_capacity);
         let mut scratch = String::with_capacity(1024);
-        while let Some(message) = subscriber.next().await {
+        let mut draining = false;
+        loop {
+            let message = tokio::select! {
+                message = subscriber.next() => message,
+                _ = shutdown.changed(), if !draining => {
+                    draining = true;
+                    info!("Draining the intake: no new orders, deciding the ones received");
+                    if let Err(error) = subscriber.drain().await {
+                        warn!(error = %error, "Draining the intake subscription failed");
+                    }
+                    continue;
+                }
+            };
+            let Some(message) = message else { break };
             let received = Received { subject: message.subject.to_string(), reply: message.reply.map(|reply| reply.to_string()), headers: message.headers, payload: message.payload };
             self.handle(received, &mut replay, &mut scratch).await;
         }
@@ -244,6 +259,16 @@ impl OrderPath {
     pub async fn publish(&self, subject: String, body: String) {
         if let Err(error) = self.client.publish(subject.clone(), body.into()).await {
             warn!(subject = %subject, error = %error, "Publishing a verdict report failed");
+        }
+    }
+
+    /// Waits until every forwarded order has its acknowledgement, or `timeout` passes;
+    /// returns the number still waiting.
+    pub async fn wait_in_flight(&self, timeout: std::time::Duration) -> usize {
+        let all = u32::try_from(self.gate.settings.max_in_flight).unwrap_or(u32::MAX);
+        match tokio::time::timeout(timeout, self.in_flight.acquire_many(all)).await {
+            Ok(_) => 0,
+            Err(_) => self.gate.settings.max_in_flight.saturating_sub(self.in_flight.available_permits()),
         }
     }
 

@@ -66,14 +66,26 @@ pub async fn run(settings: Settings, keyring: titan_gate_core::Keyring, env: Env
     let order_path = OrderPath::new(Arc::clone(&gate), orders_client.clone(), jetstream, limiter);
     let control = ControlPlane::new(Arc::clone(&gate), control_client.clone());
     let control_task = tokio::spawn(control.run());
-    let intake_task = tokio::spawn(order_path.clone().run());
+    let (shutdown_sender, shutdown) = tokio::sync::watch::channel(false);
+    let mut intake_task = tokio::spawn(order_path.clone().run(shutdown));
     spawn_log_flush(order_path.clone());
     spawn_keyring_reload(Arc::clone(&gate), env);
 
     tokio::select! {
         result = control_task => report_task_end("control plane", result),
-        result = intake_task => report_task_end("intake", result),
-        () = shutdown_signal() => info!("Shutdown requested"),
+        result = &mut intake_task => report_task_end("intake", result),
+        () = shutdown_signal() => {
+            info!("Shutdown requested");
+            let _ = shutdown_sender.send(true);
+            let drain_timeout = settings.forward_ack_timeout + Duration::from_secs(1);
+            if tokio::time::timeout(drain_timeout, &mut intake_task).await.is_err() {
+                warn!("Intake did not drain in time");
+            }
+            let waiting = order_path.wait_in_flight(settings.forward_ack_timeout).await;
+            if waiting > 0 {
+                warn!(orders = waiting, "Stopping with orders still awaiting their acknowledgement");
+            }
+        }
     }
 
     gate.health.intake_subscribed.store(false, Ordering::Release);

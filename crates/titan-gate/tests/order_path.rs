@@ -166,3 +166,19 @@ async fn fire_and_forget_orders_are_forwarded_concurrently() {
     .unwrap();
     assert_eq!(harness.status()["orders"]["admitted"], count);
 }
+
+#[tokio::test]
+async fn sigterm_drains_and_exits_cleanly() {
+    let mut harness = Harness::start().await;
+    for index in 0..300 {
+        let body = v1_envelope(&payload(&format!("sig-drain-{index}"), "BUY_SETUP"), now_ms(), &nonce());
+        harness.client.publish(format!("{INTAKE}.{TAIL}"), body.into()).await.unwrap();
+    }
+    harness.client.flush().await.unwrap();
+    let status = harness.gate.stop(std::time::Duration::from_secs(10)).unwrap().expect("the gate exits");
+    assert!(status.success(), "exit status {status}\n{}", harness.gate.log());
+    let log = harness.gate.log();
+    assert!(log.contains("Draining the intake"), "{log}");
+    assert!(log.contains("titan-gate stopped"), "{log}");
+    assert!(!log.contains("still awaiting"), "{log}");
+}
