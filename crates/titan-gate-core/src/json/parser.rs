@@ -5,13 +5,13 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
-use std::mem;
 
 use super::{JsonError, JsonErrorKind, Value};
 
-/// Objects with fewer members than this are checked for duplicate keys by a linear scan.
-/// Larger ones switch to a hash set so that checking stays linear in the member count.
-const LINEAR_SCAN_MAX_MEMBERS: usize = 16;
+/// Objects with fewer members than this are checked for duplicate keys by a linear scan,
+/// which beats hashing for orders of a few dozen fields. Larger objects switch to a hash
+/// set so that checking stays linear in the member count.
+const LINEAR_SCAN_MAX_MEMBERS: usize = 32;
 
 /// Integers with at most this many digits are below 2^53, so they convert to a double
 /// exactly without the general decimal-to-double algorithm.
@@ -23,29 +23,32 @@ pub(super) struct Parser<'a> {
     pub(super) bytes: &'a [u8],
     pub(super) pos: usize,
     max_depth: usize,
+    /// Arrays and objects whose closing bracket has not been read yet, innermost last.
+    open_containers: Vec<Frame>,
+    /// Items of all open arrays, in document order. Closing an array moves its tail out,
+    /// so each array costs one allocation of exactly its length.
+    open_items: Vec<Value<'a>>,
+    /// Members of all open objects, moved out the same way. The member whose value is
+    /// being parsed has a `Value::Null` placeholder until the value is complete.
+    open_members: Vec<(Cow<'a, str>, Value<'a>)>,
+    /// Keys of the open objects too large for a linear duplicate scan, innermost last.
+    key_sets: Vec<HashSet<Cow<'a, str>>>,
 }
 
 /// An array or object whose closing bracket has not been read yet.
-enum Frame<'a> {
-    Array(Vec<Value<'a>>),
-    Object(ObjectFrame<'a>),
+#[derive(Debug, Clone, Copy)]
+enum Frame {
+    Array { first_item: usize },
+    Object { first_member: usize, has_key_set: bool },
 }
 
-/// An open object: its complete members and the key whose value is being parsed.
-struct ObjectFrame<'a> {
-    members: Vec<(Cow<'a, str>, Value<'a>)>,
-    pending_key: Cow<'a, str>,
-    /// Every key seen so far, built once the object outgrows a linear scan.
-    seen_keys: Option<HashSet<Cow<'a, str>>>,
-}
-
-/// What the parser found where a value starts.
+/// The result of reading the start of a value.
 enum ValueStart<'a> {
     Complete(Value<'a>),
     OpenedContainer,
 }
 
-/// What follows a complete value inside its parent container.
+/// The result of reading past a complete value.
 enum AfterValue<'a> {
     /// The value was the whole document.
     Document(Value<'a>),
@@ -61,7 +64,16 @@ impl<'a> Parser<'a> {
         let text = std::str::from_utf8(input)
             .map_err(|error| JsonError::new(JsonErrorKind::InvalidUtf8, error.valid_up_to()))?;
 
-        Ok(Parser { text, bytes: input, pos: 0, max_depth })
+        Ok(Parser {
+            text,
+            bytes: input,
+            pos: 0,
+            max_depth,
+            open_containers: Vec::new(),
+            open_items: Vec::new(),
+            open_members: Vec::new(),
+            key_sets: Vec::new(),
+        })
     }
 
     /// Parses the single value that makes up the whole input.
@@ -107,16 +119,14 @@ impl<'a> Parser<'a> {
     }
 
     fn parse_value(&mut self) -> Result<Value<'a>, JsonError> {
-        let mut open_containers: Vec<Frame<'a>> = Vec::new();
-
         loop {
-            let mut value = match self.parse_value_start(&mut open_containers)? {
+            let mut value = match self.parse_value_start()? {
                 ValueStart::Complete(value) => value,
                 ValueStart::OpenedContainer => continue,
             };
 
             loop {
-                match self.parse_after_value(&mut open_containers, value)? {
+                match self.parse_after_value(value)? {
                     AfterValue::Document(value) => return Ok(value),
                     AfterValue::NextValue => break,
                     AfterValue::ClosedContainer(container) => value = container,
@@ -126,21 +136,18 @@ impl<'a> Parser<'a> {
     }
 
     /// Parses a scalar, or opens an array or object and pushes it on `open_containers`.
-    fn parse_value_start(
-        &mut self,
-        open_containers: &mut Vec<Frame<'a>>,
-    ) -> Result<ValueStart<'a>, JsonError> {
+    fn parse_value_start(&mut self) -> Result<ValueStart<'a>, JsonError> {
         self.skip_whitespace();
 
         let value = match self.peek() {
             Some(bracket @ (b'[' | b'{')) => {
-                if open_containers.len() >= self.max_depth {
+                if self.open_containers.len() >= self.max_depth {
                     let max_depth = self.max_depth;
                     return Err(self.error(JsonErrorKind::DepthLimitExceeded { max_depth }));
                 }
                 self.pos += 1;
                 self.skip_whitespace();
-                return self.open_container(bracket, open_containers);
+                return self.open_container(bracket);
             }
             Some(b'"') => Value::String(self.parse_string()?),
             Some(b'-' | b'0'..=b'9') => Value::Number(self.parse_number()?),
@@ -153,17 +160,14 @@ impl<'a> Parser<'a> {
     }
 
     /// Continues after an opening bracket: an empty container is complete at once.
-    fn open_container(
-        &mut self,
-        bracket: u8,
-        open_containers: &mut Vec<Frame<'a>>,
-    ) -> Result<ValueStart<'a>, JsonError> {
+    fn open_container(&mut self, bracket: u8) -> Result<ValueStart<'a>, JsonError> {
         if bracket == b'[' {
             if self.peek() == Some(b']') {
                 self.pos += 1;
                 return Ok(ValueStart::Complete(Value::Array(Vec::new())));
             }
-            open_containers.push(Frame::Array(Vec::new()));
+            let first_item = self.open_items.len();
+            self.open_containers.push(Frame::Array { first_item });
             return Ok(ValueStart::OpenedContainer);
         }
 
@@ -171,61 +175,57 @@ impl<'a> Parser<'a> {
             self.pos += 1;
             return Ok(ValueStart::Complete(Value::Object(Vec::new())));
         }
-        let mut object = ObjectFrame {
-            members: Vec::new(),
-            pending_key: Cow::Borrowed(""),
-            seen_keys: None,
-        };
-        object.pending_key = self.parse_member_key(&object)?;
-        open_containers.push(Frame::Object(object));
+        let first_member = self.open_members.len();
+        self.open_containers.push(Frame::Object { first_member, has_key_set: false });
+        self.parse_member_key(first_member, false)?;
         Ok(ValueStart::OpenedContainer)
     }
 
     /// Stores a complete value in its parent, then reads the comma or closing bracket.
-    fn parse_after_value(
-        &mut self,
-        open_containers: &mut Vec<Frame<'a>>,
-        value: Value<'a>,
-    ) -> Result<AfterValue<'a>, JsonError> {
-        let Some(parent) = open_containers.last_mut() else {
+    fn parse_after_value(&mut self, value: Value<'a>) -> Result<AfterValue<'a>, JsonError> {
+        let Some(&parent) = self.open_containers.last() else {
             return Ok(AfterValue::Document(value));
         };
-        self.skip_whitespace();
-        let next = self.peek();
-
         match parent {
-            Frame::Array(items) => {
-                items.push(value);
-                if next == Some(b',') {
-                    self.pos += 1;
-                    return Ok(AfterValue::NextValue);
+            Frame::Array { .. } => self.open_items.push(value),
+            Frame::Object { .. } => {
+                if let Some(member) = self.open_members.last_mut() {
+                    member.1 = value;
                 }
+            }
+        }
+
+        self.skip_whitespace();
+        if self.peek() == Some(b',') {
+            self.pos += 1;
+            if let Frame::Object { first_member, has_key_set } = parent {
+                self.skip_whitespace();
+                self.parse_member_key(first_member, has_key_set)?;
+            }
+            return Ok(AfterValue::NextValue);
+        }
+
+        self.open_containers.pop();
+        match parent {
+            Frame::Array { first_item } => {
                 self.expect_byte(b']')?;
-                let items = mem::take(items);
-                open_containers.pop();
+                let items = self.open_items.split_off(first_item);
                 Ok(AfterValue::ClosedContainer(Value::Array(items)))
             }
-            Frame::Object(object) => {
-                let key = mem::take(&mut object.pending_key);
-                object.members.push((key, value));
-                if next == Some(b',') {
-                    self.pos += 1;
-                    self.skip_whitespace();
-                    let key = self.parse_member_key(object)?;
-                    object.remember_key(&key);
-                    object.pending_key = key;
-                    return Ok(AfterValue::NextValue);
-                }
+            Frame::Object { first_member, has_key_set } => {
                 self.expect_byte(b'}')?;
-                let members = mem::take(&mut object.members);
-                open_containers.pop();
+                if has_key_set {
+                    self.key_sets.pop();
+                }
+                let members = self.open_members.split_off(first_member);
                 Ok(AfterValue::ClosedContainer(Value::Object(members)))
             }
         }
     }
 
-    /// Parses `"key" :` and rejects a `__proto__` key or one the object already has.
-    fn parse_member_key(&mut self, object: &ObjectFrame<'a>) -> Result<Cow<'a, str>, JsonError> {
+    /// Parses `"key" :` for the innermost open object and pushes the member with a
+    /// placeholder value. Rejects a `__proto__` key or one the object already has.
+    fn parse_member_key(&mut self, first_member: usize, has_key_set: bool) -> Result<(), JsonError> {
         let key_offset = self.pos;
         if self.peek() != Some(b'"') {
             return Err(self.unexpected());
@@ -235,13 +235,39 @@ impl<'a> Parser<'a> {
         if key == "__proto__" {
             return Err(JsonError::new(JsonErrorKind::ProtoKey, key_offset));
         }
-        if object.contains_key(&key) {
+        if !self.insert_key(&key, first_member, has_key_set) {
             return Err(JsonError::duplicate_key(&key, key_offset));
         }
 
         self.skip_whitespace();
         self.expect_byte(b':')?;
-        Ok(key)
+        self.open_members.push((key, Value::Null));
+        Ok(())
+    }
+
+    /// Records a key of the innermost open object and returns whether it is new.
+    ///
+    /// Scans the object's earlier members until there are too many, then builds a hash
+    /// set of its keys, so that checking a large object stays linear in its size.
+    #[allow(clippy::ptr_arg, reason = "cloning a borrowed `Cow` copies no text")]
+    fn insert_key(&mut self, key: &Cow<'a, str>, first_member: usize, has_key_set: bool) -> bool {
+        if has_key_set {
+            return self.key_sets.last_mut().is_none_or(|keys| keys.insert(key.clone()));
+        }
+
+        let earlier_members = self.open_members.get(first_member..).unwrap_or_default();
+        if earlier_members.iter().any(|(name, _)| name == key) {
+            return false;
+        }
+        if earlier_members.len() >= LINEAR_SCAN_MAX_MEMBERS {
+            let mut keys: HashSet<Cow<'a, str>> = earlier_members.iter().map(|(name, _)| name.clone()).collect();
+            keys.insert(key.clone());
+            self.key_sets.push(keys);
+            if let Some(Frame::Object { has_key_set, .. }) = self.open_containers.last_mut() {
+                *has_key_set = true;
+            }
+        }
+        true
     }
 
     fn parse_literal(&mut self, word: &[u8], value: Value<'a>) -> Result<Value<'a>, JsonError> {
@@ -297,9 +323,8 @@ impl<'a> Parser<'a> {
         }
 
         // Rust's float parsing rounds correctly, as the ECMAScript number grammar requires.
-        let number: f64 = self.text[start..self.pos]
-            .parse()
-            .map_err(|_| JsonError::new(JsonErrorKind::InvalidNumber, start))?;
+        let number: f64 =
+            self.text[start..self.pos].parse().map_err(|_| JsonError::new(JsonErrorKind::InvalidNumber, start))?;
         if number.is_infinite() {
             return Err(JsonError::new(JsonErrorKind::NumberOutOfRange, start));
         }
@@ -327,28 +352,6 @@ impl<'a> Parser<'a> {
             self.error(JsonErrorKind::InvalidNumber)
         } else {
             self.error(JsonErrorKind::UnexpectedEnd)
-        }
-    }
-}
-
-impl<'a> ObjectFrame<'a> {
-    fn contains_key(&self, key: &str) -> bool {
-        match &self.seen_keys {
-            Some(seen_keys) => seen_keys.contains(key),
-            None => self.members.iter().any(|(name, _)| name == key),
-        }
-    }
-
-    /// Records a newly accepted key, building the hash set once a scan gets too long.
-    #[allow(clippy::ptr_arg, reason = "cloning a borrowed `Cow` copies no text")]
-    fn remember_key(&mut self, key: &Cow<'a, str>) {
-        if let Some(seen_keys) = &mut self.seen_keys {
-            seen_keys.insert(key.clone());
-        } else if self.members.len() >= LINEAR_SCAN_MAX_MEMBERS {
-            let mut seen_keys: HashSet<Cow<'a, str>> =
-                self.members.iter().map(|(name, _)| name.clone()).collect();
-            seen_keys.insert(key.clone());
-            self.seen_keys = Some(seen_keys);
         }
     }
 }

@@ -12,23 +12,25 @@ impl<'a> Parser<'a> {
     pub(super) fn parse_string(&mut self) -> Result<Cow<'a, str>, JsonError> {
         self.pos += 1;
         let start = self.pos;
+        self.skip_plain_characters();
 
-        loop {
-            match self.peek() {
-                Some(b'"') => {
-                    // Both ends sit next to ASCII quotes, so they are character boundaries.
-                    let content = &self.text[start..self.pos];
-                    self.pos += 1;
-                    return Ok(Cow::Borrowed(content));
-                }
-                Some(b'\\') => return self.parse_escaped_string(start).map(Cow::Owned),
-                Some(0x00..=0x1f) => {
-                    return Err(self.error(JsonErrorKind::ControlCharacterInString));
-                }
-                Some(_) => self.pos += 1,
-                None => return Err(self.error(JsonErrorKind::UnexpectedEnd)),
+        match self.peek() {
+            Some(b'"') => {
+                // Both ends sit next to ASCII bytes, so they are character boundaries.
+                let content = &self.text[start..self.pos];
+                self.pos += 1;
+                Ok(Cow::Borrowed(content))
             }
+            Some(b'\\') => self.parse_escaped_string(start).map(Cow::Owned),
+            Some(_) => Err(self.error(JsonErrorKind::ControlCharacterInString)),
+            None => Err(self.error(JsonErrorKind::UnexpectedEnd)),
         }
+    }
+
+    /// Advances to the next quote, backslash or control character, or to the end.
+    fn skip_plain_characters(&mut self) {
+        let rest = self.bytes.get(self.pos..).unwrap_or_default();
+        self.pos += rest.iter().position(|&byte| byte == b'"' || byte == b'\\' || byte < 0x20).unwrap_or(rest.len());
     }
 
     /// Continues a string at its first backslash, decoding into an owned copy.
@@ -37,6 +39,7 @@ impl<'a> Parser<'a> {
         let mut run_start = start;
 
         loop {
+            self.skip_plain_characters();
             match self.peek() {
                 Some(b'"') => {
                     decoded.push_str(&self.text[run_start..self.pos]);
@@ -48,10 +51,7 @@ impl<'a> Parser<'a> {
                     decoded.push(self.parse_escape()?);
                     run_start = self.pos;
                 }
-                Some(0x00..=0x1f) => {
-                    return Err(self.error(JsonErrorKind::ControlCharacterInString));
-                }
-                Some(_) => self.pos += 1,
+                Some(_) => return Err(self.error(JsonErrorKind::ControlCharacterInString)),
                 None => return Err(self.error(JsonErrorKind::UnexpectedEnd)),
             }
         }
@@ -84,7 +84,7 @@ impl<'a> Parser<'a> {
 
     /// Decodes the four hex digits after `\u`, plus the low half of a surrogate pair.
     ///
-    /// JavaScript strings may hold unpaired surrogates, but Rust strings and `serde_json`
+    /// JavaScript strings may contain unpaired surrogates, but Rust strings and `serde_json`
     /// cannot, so an unpaired one is rejected with the offset of its backslash.
     fn parse_unicode_escape(&mut self, backslash: usize) -> Result<char, JsonError> {
         let lone_surrogate = JsonError::new(JsonErrorKind::LoneSurrogate, backslash);
@@ -117,9 +117,7 @@ impl<'a> Parser<'a> {
         let mut value = 0;
         for _ in 0..4 {
             let digit = match self.peek() {
-                Some(byte) => char::from(byte)
-                    .to_digit(16)
-                    .ok_or_else(|| self.error(JsonErrorKind::InvalidEscape))?,
+                Some(byte) => char::from(byte).to_digit(16).ok_or_else(|| self.error(JsonErrorKind::InvalidEscape))?,
                 None => return Err(self.error(JsonErrorKind::UnexpectedEnd)),
             };
             value = value * 16 + digit;

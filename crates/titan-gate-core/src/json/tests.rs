@@ -1,13 +1,12 @@
 //! Unit tests of the strict parser and the canonical writer.
 
+#![allow(clippy::float_cmp, reason = "parsing must return exactly the nearest double")]
+
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use super::canonical::compare_utf16;
-use super::{
-    DEFAULT_MAX_DEPTH, JsonError, JsonErrorKind, Value, parse, parse_with_max_depth,
-    to_canonical_string,
-};
+use super::{DEFAULT_MAX_DEPTH, JsonError, JsonErrorKind, Value, parse, parse_with_max_depth, to_canonical_string};
 
 fn parse_error(text: &str) -> JsonError {
     match parse(text.as_bytes()) {
@@ -16,9 +15,9 @@ fn parse_error(text: &str) -> JsonError {
     }
 }
 
-fn assert_rejected(text: &str, kind: JsonErrorKind, offset: usize) {
+fn assert_rejected(text: &str, kind: &JsonErrorKind, offset: usize) {
     let error = parse_error(text);
-    assert_eq!(error.kind, kind, "kind for {text:?}");
+    assert_eq!(&error.kind, kind, "kind for {text:?}");
     assert_eq!(error.offset, offset, "offset for {text:?}");
 }
 
@@ -47,42 +46,60 @@ fn scalars_parse_at_top_level() {
 
 #[test]
 fn invalid_utf8_reports_first_bad_byte() {
-    assert_rejected_bytes(b"{\"a\":\"\xff\"}", JsonErrorKind::InvalidUtf8, 6);
-    assert_rejected_bytes(b"\"\xed\xa0\x80\"", JsonErrorKind::InvalidUtf8, 1);
-    assert_rejected_bytes(b"\"\xe2\x82\"", JsonErrorKind::InvalidUtf8, 1);
+    assert_rejected_bytes(b"{\"a\":\"\xff\"}", &JsonErrorKind::InvalidUtf8, 6);
+    assert_rejected_bytes(b"\"\xed\xa0\x80\"", &JsonErrorKind::InvalidUtf8, 1);
+    assert_rejected_bytes(b"\"\xe2\x82\"", &JsonErrorKind::InvalidUtf8, 1);
 }
 
-fn assert_rejected_bytes(input: &[u8], kind: JsonErrorKind, offset: usize) {
+fn assert_rejected_bytes(input: &[u8], kind: &JsonErrorKind, offset: usize) {
     let error = parse(input).expect_err("input must be rejected");
-    assert_eq!(error.kind, kind, "kind for {input:?}");
+    assert_eq!(&error.kind, kind, "kind for {input:?}");
     assert_eq!(error.offset, offset, "offset for {input:?}");
 }
 
 #[test]
 fn unexpected_end_is_reported_at_input_length() {
     for text in [
-        "", " ", "{", "[", "[1", "[1,", "{\"a\"", "{\"a\":", "{\"a\":1", "{\"a\":1,", "\"abc",
-        "\"a\\", "\"\\u12", "\"\\uD83D", "\"\\uD83D\\", "tru", "-", "1.", "1e", "1e+",
+        "",
+        " ",
+        "{",
+        "[",
+        "[1",
+        "[1,",
+        "{\"a\"",
+        "{\"a\":",
+        "{\"a\":1",
+        "{\"a\":1,",
+        "\"abc",
+        "\"a\\",
+        "\"\\u12",
+        "\"\\uD83D",
+        "\"\\uD83D\\",
+        "tru",
+        "-",
+        "1.",
+        "1e",
+        "1e+",
     ] {
-        assert_rejected(text, JsonErrorKind::UnexpectedEnd, text.len());
+        assert_rejected(text, &JsonErrorKind::UnexpectedEnd, text.len());
     }
 }
 
 #[test]
 fn unexpected_character_cases() {
-    assert_rejected("\u{feff}{}", JsonErrorKind::UnexpectedCharacter, 0);
-    assert_rejected("[1,]", JsonErrorKind::UnexpectedCharacter, 3);
-    assert_rejected("{\"a\":1,}", JsonErrorKind::UnexpectedCharacter, 7);
-    assert_rejected("{'a':1}", JsonErrorKind::UnexpectedCharacter, 1);
-    assert_rejected("{a:1}", JsonErrorKind::UnexpectedCharacter, 1);
-    assert_rejected("{\"a\" 1}", JsonErrorKind::UnexpectedCharacter, 5);
-    assert_rejected("[1 2]", JsonErrorKind::UnexpectedCharacter, 3);
-    assert_rejected("{\"a\":1]", JsonErrorKind::UnexpectedCharacter, 6);
-    assert_rejected("[1}", JsonErrorKind::UnexpectedCharacter, 2);
-    assert_rejected("trUe", JsonErrorKind::UnexpectedCharacter, 2);
-    assert_rejected("NaN", JsonErrorKind::UnexpectedCharacter, 0);
-    assert_rejected("+1", JsonErrorKind::UnexpectedCharacter, 0);
-    assert_rejected(".5", JsonErrorKind::UnexpectedCharacter, 0);
+    assert_rejected("\u{feff}{}", &JsonErrorKind::UnexpectedCharacter, 0);
+    assert_rejected("[1,]", &JsonErrorKind::UnexpectedCharacter, 3);
+    assert_rejected("{\"a\":1,}", &JsonErrorKind::UnexpectedCharacter, 7);
+    assert_rejected("{'a':1}", &JsonErrorKind::UnexpectedCharacter, 1);
+    assert_rejected("{a:1}", &JsonErrorKind::UnexpectedCharacter, 1);
+    assert_rejected("{\"a\" 1}", &JsonErrorKind::UnexpectedCharacter, 5);
+    assert_rejected("[1 2]", &JsonErrorKind::UnexpectedCharacter, 3);
+    assert_rejected("{\"a\":1]", &JsonErrorKind::UnexpectedCharacter, 6);
+    assert_rejected("[1}", &JsonErrorKind::UnexpectedCharacter, 2);
+    assert_rejected("trUe", &JsonErrorKind::UnexpectedCharacter, 2);
+    assert_rejected("NaN", &JsonErrorKind::UnexpectedCharacter, 0);
+    assert_rejected("+1", &JsonErrorKind::UnexpectedCharacter, 0);
+    assert_rejected(".5", &JsonErrorKind::UnexpectedCharacter, 0);
 }
 
 #[test]
@@ -94,23 +111,23 @@ fn whitespace_outside_json_set_is_rejected() {
 
 #[test]
 fn trailing_characters_after_value() {
-    assert_rejected("{} {}", JsonErrorKind::TrailingCharacters, 3);
-    assert_rejected("1 2", JsonErrorKind::TrailingCharacters, 2);
-    assert_rejected("truex", JsonErrorKind::TrailingCharacters, 4);
-    assert_rejected("\"a\"\"b\"", JsonErrorKind::TrailingCharacters, 3);
-    assert_rejected("{}\u{0}", JsonErrorKind::TrailingCharacters, 2);
+    assert_rejected("{} {}", &JsonErrorKind::TrailingCharacters, 3);
+    assert_rejected("1 2", &JsonErrorKind::TrailingCharacters, 2);
+    assert_rejected("truex", &JsonErrorKind::TrailingCharacters, 4);
+    assert_rejected("\"a\"\"b\"", &JsonErrorKind::TrailingCharacters, 3);
+    assert_rejected("{}\u{0}", &JsonErrorKind::TrailingCharacters, 2);
 }
 
 #[test]
 fn number_grammar_rejects_non_json_forms() {
-    assert_rejected("01", JsonErrorKind::InvalidNumber, 1);
-    assert_rejected("-01", JsonErrorKind::InvalidNumber, 2);
-    assert_rejected("-a", JsonErrorKind::InvalidNumber, 1);
-    assert_rejected("1.e5", JsonErrorKind::InvalidNumber, 2);
-    assert_rejected("1e+x", JsonErrorKind::InvalidNumber, 3);
-    assert_rejected("[1.]", JsonErrorKind::InvalidNumber, 3);
-    assert_rejected("-Infinity", JsonErrorKind::InvalidNumber, 1);
-    assert_rejected("0x10", JsonErrorKind::TrailingCharacters, 1);
+    assert_rejected("01", &JsonErrorKind::InvalidNumber, 1);
+    assert_rejected("-01", &JsonErrorKind::InvalidNumber, 2);
+    assert_rejected("-a", &JsonErrorKind::InvalidNumber, 1);
+    assert_rejected("1.e5", &JsonErrorKind::InvalidNumber, 2);
+    assert_rejected("1e+x", &JsonErrorKind::InvalidNumber, 3);
+    assert_rejected("[1.]", &JsonErrorKind::InvalidNumber, 3);
+    assert_rejected("-Infinity", &JsonErrorKind::InvalidNumber, 1);
+    assert_rejected("0x10", &JsonErrorKind::TrailingCharacters, 1);
 }
 
 #[test]
@@ -137,11 +154,11 @@ fn negative_zero_is_kept_and_printed_as_zero() {
 
 #[test]
 fn number_overflowing_to_infinity_is_rejected() {
-    assert_rejected("1e400", JsonErrorKind::NumberOutOfRange, 0);
-    assert_rejected("[-1e400]", JsonErrorKind::NumberOutOfRange, 1);
-    assert_rejected("1.8e308", JsonErrorKind::NumberOutOfRange, 0);
+    assert_rejected("1e400", &JsonErrorKind::NumberOutOfRange, 0);
+    assert_rejected("[-1e400]", &JsonErrorKind::NumberOutOfRange, 1);
+    assert_rejected("1.8e308", &JsonErrorKind::NumberOutOfRange, 0);
     let digits = format!("1{}", "0".repeat(309));
-    assert_rejected(&digits, JsonErrorKind::NumberOutOfRange, 0);
+    assert_rejected(&digits, &JsonErrorKind::NumberOutOfRange, 0);
 }
 
 #[test]
@@ -191,33 +208,33 @@ fn surrogate_pair_combines_into_one_character() {
 
 #[test]
 fn lone_surrogates_are_rejected_at_their_escape() {
-    assert_rejected(r#""\uD800""#, JsonErrorKind::LoneSurrogate, 1);
-    assert_rejected(r#""ab\uDC00""#, JsonErrorKind::LoneSurrogate, 3);
-    assert_rejected(r#""\uDE00\uD83D""#, JsonErrorKind::LoneSurrogate, 1);
-    assert_rejected(r#""\uD83Dx""#, JsonErrorKind::LoneSurrogate, 1);
-    assert_rejected(r#""\uD83D\u0041""#, JsonErrorKind::LoneSurrogate, 1);
-    assert_rejected(r#""\uD83D\uD83D""#, JsonErrorKind::LoneSurrogate, 1);
-    assert_rejected(r#""\uD83D\n""#, JsonErrorKind::LoneSurrogate, 1);
-    assert_rejected(r#"{"\uDFFF":1}"#, JsonErrorKind::LoneSurrogate, 2);
+    assert_rejected(r#""\uD800""#, &JsonErrorKind::LoneSurrogate, 1);
+    assert_rejected(r#""ab\uDC00""#, &JsonErrorKind::LoneSurrogate, 3);
+    assert_rejected(r#""\uDE00\uD83D""#, &JsonErrorKind::LoneSurrogate, 1);
+    assert_rejected(r#""\uD83Dx""#, &JsonErrorKind::LoneSurrogate, 1);
+    assert_rejected(r#""\uD83D\u0041""#, &JsonErrorKind::LoneSurrogate, 1);
+    assert_rejected(r#""\uD83D\uD83D""#, &JsonErrorKind::LoneSurrogate, 1);
+    assert_rejected(r#""\uD83D\n""#, &JsonErrorKind::LoneSurrogate, 1);
+    assert_rejected(r#"{"\uDFFF":1}"#, &JsonErrorKind::LoneSurrogate, 2);
 }
 
 #[test]
 fn invalid_escapes_are_rejected() {
-    assert_rejected(r#""\x41""#, JsonErrorKind::InvalidEscape, 2);
-    assert_rejected(r#""\a""#, JsonErrorKind::InvalidEscape, 2);
-    assert_rejected(r#""\'""#, JsonErrorKind::InvalidEscape, 2);
-    assert_rejected(r#""\u00G0""#, JsonErrorKind::InvalidEscape, 5);
-    assert_rejected(r#""\U0041""#, JsonErrorKind::InvalidEscape, 2);
-    assert_rejected(r#""\uD83D\uDEx0""#, JsonErrorKind::InvalidEscape, 11);
-    assert_rejected("\"\\\u{e9}\"", JsonErrorKind::InvalidEscape, 2);
+    assert_rejected(r#""\x41""#, &JsonErrorKind::InvalidEscape, 2);
+    assert_rejected(r#""\a""#, &JsonErrorKind::InvalidEscape, 2);
+    assert_rejected(r#""\'""#, &JsonErrorKind::InvalidEscape, 2);
+    assert_rejected(r#""\u00G0""#, &JsonErrorKind::InvalidEscape, 5);
+    assert_rejected(r#""\U0041""#, &JsonErrorKind::InvalidEscape, 2);
+    assert_rejected(r#""\uD83D\uDEx0""#, &JsonErrorKind::InvalidEscape, 11);
+    assert_rejected("\"\\\u{e9}\"", &JsonErrorKind::InvalidEscape, 2);
 }
 
 #[test]
 fn raw_control_characters_in_strings_are_rejected() {
-    assert_rejected("\"a\u{0}\"", JsonErrorKind::ControlCharacterInString, 2);
-    assert_rejected("\"tab\there\"", JsonErrorKind::ControlCharacterInString, 4);
-    assert_rejected("{\"a\nb\":1}", JsonErrorKind::ControlCharacterInString, 3);
-    assert_rejected("\"\\n\u{1f}\"", JsonErrorKind::ControlCharacterInString, 3);
+    assert_rejected("\"a\u{0}\"", &JsonErrorKind::ControlCharacterInString, 2);
+    assert_rejected("\"tab\there\"", &JsonErrorKind::ControlCharacterInString, 4);
+    assert_rejected("{\"a\nb\":1}", &JsonErrorKind::ControlCharacterInString, 3);
+    assert_rejected("\"\\n\u{1f}\"", &JsonErrorKind::ControlCharacterInString, 3);
     assert_eq!(canonical("\"\u{7f}\""), "\"\u{7f}\"");
 }
 
@@ -230,11 +247,11 @@ fn nesting_up_to_max_depth_parses() {
 }
 
 #[test]
-fn nesting_beyond_max_depth_is_rejected_at_opening_bracket() {
+fn depth_limit_rejects_at_opening_bracket() {
     let too_deep = DEFAULT_MAX_DEPTH + 1;
     let arrays = format!("{}{}", "[".repeat(too_deep), "]".repeat(too_deep));
     let limit = JsonErrorKind::DepthLimitExceeded { max_depth: DEFAULT_MAX_DEPTH };
-    assert_rejected(&arrays, limit.clone(), DEFAULT_MAX_DEPTH);
+    assert_rejected(&arrays, &limit, DEFAULT_MAX_DEPTH);
 
     let mixed = "[{\"a\":[{\"b\":[]}]}]";
     let error = parse_with_max_depth(mixed.as_bytes(), 4).expect_err("five levels");
@@ -254,12 +271,10 @@ fn max_depth_zero_allows_only_scalars() {
 fn hundred_thousand_levels_fail_fast() {
     let text = "[".repeat(100_000);
     let limit = JsonErrorKind::DepthLimitExceeded { max_depth: DEFAULT_MAX_DEPTH };
-    assert_rejected(&text, limit, DEFAULT_MAX_DEPTH);
+    assert_rejected(&text, &limit, DEFAULT_MAX_DEPTH);
 
     let objects = "{\"a\":".repeat(100_000);
-    assert_eq!(parse_error(&objects).kind, JsonErrorKind::DepthLimitExceeded {
-        max_depth: DEFAULT_MAX_DEPTH
-    });
+    assert_eq!(parse_error(&objects).kind, JsonErrorKind::DepthLimitExceeded { max_depth: DEFAULT_MAX_DEPTH });
 }
 
 #[test]
@@ -271,10 +286,10 @@ fn unlimited_depth_parser_does_not_recurse() {
 
 #[test]
 fn duplicate_keys_compare_decoded_text() {
-    assert_rejected(r#"{"a":1,"a":2}"#, JsonErrorKind::DuplicateKey("a".into()), 7);
-    assert_rejected(r#"{"a":1,"\u0061":2}"#, JsonErrorKind::DuplicateKey("a".into()), 7);
-    assert_rejected(r#"{"\/":1,"/":2}"#, JsonErrorKind::DuplicateKey("/".into()), 8);
-    assert_rejected(r#"{"x":{"b":1,"c":2,"b":3}}"#, JsonErrorKind::DuplicateKey("b".into()), 18);
+    assert_rejected(r#"{"a":1,"a":2}"#, &JsonErrorKind::DuplicateKey("a".into()), 7);
+    assert_rejected(r#"{"a":1,"\u0061":2}"#, &JsonErrorKind::DuplicateKey("a".into()), 7);
+    assert_rejected(r#"{"\/":1,"/":2}"#, &JsonErrorKind::DuplicateKey("/".into()), 8);
+    assert_rejected(r#"{"x":{"b":1,"c":2,"b":3}}"#, &JsonErrorKind::DuplicateKey("b".into()), 18);
     assert!(parse(br#"{"a":{"a":1},"b":{"a":2}}"#).is_ok());
 }
 
@@ -306,11 +321,29 @@ fn large_objects_detect_duplicates() {
 }
 
 #[test]
+fn nested_large_objects_keep_separate_key_sets() {
+    let members = |prefix: &str| -> Vec<String> { (0..40).map(|index| format!("\"{prefix}{index}\":0")).collect() };
+    let inner = format!("{{{}}}", members("k").join(","));
+    let outer = members("k").join(",");
+
+    let valid = format!("{{{outer},\"inner\":{inner},\"after\":1}}");
+    assert!(parse(valid.as_bytes()).is_ok());
+
+    let duplicate_after_inner = format!("{{{outer},\"inner\":{inner},\"k39\":1}}");
+    let error = parse_error(&duplicate_after_inner);
+    assert_eq!(error.kind, JsonErrorKind::DuplicateKey("k39".into()));
+    assert_eq!(error.offset, duplicate_after_inner.len() - "\"k39\":1}".len());
+
+    let duplicate_inside_inner = format!("{{{outer},\"inner\":{{{},\"k0\":1}}}}", members("k").join(","));
+    assert_eq!(parse_error(&duplicate_inside_inner).kind, JsonErrorKind::DuplicateKey("k0".into()));
+}
+
+#[test]
 fn proto_key_is_rejected_in_any_spelling() {
-    assert_rejected(r#"{"__proto__":{}}"#, JsonErrorKind::ProtoKey, 1);
-    assert_rejected(r#"{"a":1,"__proto__":null}"#, JsonErrorKind::ProtoKey, 7);
-    assert_rejected(r#"{"__prot\u006f__":1}"#, JsonErrorKind::ProtoKey, 1);
-    assert_rejected(r#"[{"a":{"__proto__":1}}]"#, JsonErrorKind::ProtoKey, 7);
+    assert_rejected(r#"{"__proto__":{}}"#, &JsonErrorKind::ProtoKey, 1);
+    assert_rejected(r#"{"a":1,"__proto__":null}"#, &JsonErrorKind::ProtoKey, 7);
+    assert_rejected(r#"{"__prot\u006f__":1}"#, &JsonErrorKind::ProtoKey, 1);
+    assert_rejected(r#"[{"a":{"__proto__":1}}]"#, &JsonErrorKind::ProtoKey, 7);
     assert_eq!(canonical(r#"{"__proto":1,"a":"__proto__"}"#), r#"{"__proto":1,"a":"__proto__"}"#);
 }
 
@@ -321,10 +354,7 @@ fn error_display_is_lowercase_with_offset() {
     let error = parse_error("[1,2");
     assert_eq!(error.to_string(), "unexpected end of input at byte 4");
     let error = parse_with_max_depth(b"[[]]", 1).expect_err("too deep");
-    assert_eq!(
-        error.to_string(),
-        "arrays and objects nested deeper than the maximum depth of 1 at byte 1"
-    );
+    assert_eq!(error.to_string(), "arrays and objects nested deeper than the maximum depth of 1 at byte 1");
 }
 
 #[test]
@@ -339,6 +369,31 @@ fn canonical_orders_keys_by_utf16_code_units() {
     let text = "{\"\u{ffff}\":1,\"\u{1f600}\":2,\"\u{e000}\":3,\"z\":4,\"\u{e9}\":5}";
     let expected = "{\"z\":4,\"\u{e9}\":5,\"\u{1f600}\":2,\"\u{e000}\":3,\"\u{ffff}\":1}";
     assert_eq!(canonical(text), expected);
+}
+
+#[test]
+fn canonical_key_order_past_shared_prefixes() {
+    let text = "{\"x\u{e000}\":1,\"xa\":2,\"x\u{10000}\":3,\"x\":4,\"x\\u0000\":5,\"abcdefghij\":6,\"abcdefghi\":7,\"abcdefgh\u{ffff}\":8,\"abcdefgh\u{10400}\":9}";
+    let expected = "{\"abcdefghi\":7,\"abcdefghij\":6,\"abcdefgh\u{10400}\":9,\"abcdefgh\u{ffff}\":8,\"x\":4,\"x\\u0000\":5,\"xa\":2,\"x\u{10000}\":3,\"x\u{e000}\":1}";
+    assert_eq!(canonical(text), expected);
+}
+
+#[test]
+fn canonical_integers_print_all_digits() {
+    let cases = [
+        ("0", "0"),
+        ("-7", "-7"),
+        ("1e3", "1000"),
+        ("9007199254740991", "9007199254740991"),
+        ("-9007199254740991", "-9007199254740991"),
+        ("9007199254740992", "9007199254740992"),
+        ("-9007199254740993", "-9007199254740992"),
+        ("123456789012345678", "123456789012345680"),
+        ("999999999999999999999", "1e+21"),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(canonical(text), expected, "{text}");
+    }
 }
 
 #[test]
@@ -387,10 +442,8 @@ fn accessors_return_matching_variants() {
     assert_eq!(value.get("s").and_then(Value::as_f64), None);
     assert_eq!(Value::Number(1.0).get("s"), None);
 
-    let names: Vec<&str> = ["s", "n", "a", "o", "z"]
-        .iter()
-        .filter_map(|key| value.get(key).map(Value::kind_name))
-        .collect();
+    let names: Vec<&str> =
+        ["s", "n", "a", "o", "z"].iter().filter_map(|key| value.get(key).map(Value::kind_name)).collect();
     assert_eq!(names, ["string", "number", "array", "object", "null"]);
     assert_eq!(Value::Bool(false).kind_name(), "boolean");
 }
