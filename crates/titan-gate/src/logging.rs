@@ -17,9 +17,9 @@ use tracing_subscriber::registry::LookupSpan;
 use crate::config::LogFormat;
 
 /// Installs the global subscriber: text or JSON lines on stderr, filtered by `RUST_LOG`
-/// (default `info`).
+/// (default `info`, with the NATS client library at `warn`).
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,async_nats=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
     let result = match format {
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).event_format(FieldsFirst).try_init(),
