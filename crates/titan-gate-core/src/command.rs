@@ -14,7 +14,7 @@ pub const HALT_SUBJECT: &str = "titan.cmd.sys.halt.v1";
 /// How many bytes of an unrecognized command are kept for the log.
 const ECHO_BYTES: usize = 200;
 
-/// What a command asks for.
+/// The requested action of a command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CommandKind {
     /// Set this halt mode (`SOFT_HALT` or `HARD_HALT`).
@@ -34,7 +34,7 @@ impl CommandKind {
     }
 }
 
-/// Which of the known payload shapes a command had.
+/// The payload shape of a command, one of those Titan uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CommandShape {
     /// `{"reason":…,"operator":…}`, the runbook's form.
@@ -52,13 +52,13 @@ pub enum CommandShape {
 /// A command read from a halt subject.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Command {
-    /// What it asks for.
+    /// The requested action.
     pub kind: CommandKind,
     /// The scope from the subject, `None` for the global state.
     pub scope: Option<Scope>,
     /// The reason it gives.
     pub reason: String,
-    /// Who sent it, when it says.
+    /// The sender, when the command names one.
     pub operator: Option<String>,
     /// Its `source` field, which the gate sets on halts it trips itself.
     pub source: Option<String>,
@@ -183,7 +183,7 @@ pub struct Signer {
     pub timestamp_ms: i64,
 }
 
-/// Why a command's signature was not accepted.
+/// A reason a command's signature was not accepted.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     /// No `Titan-Signature` header.
@@ -251,7 +251,7 @@ pub fn authenticate(message: &SignedMessage<'_>, role: Role, keyring: &Keyring, 
     Ok(Signer { key_id: key.id.clone(), timestamp_ms })
 }
 
-/// What to do with a command.
+/// The decision on a command.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CommandDecision {
     /// Apply this change to the state.
@@ -260,7 +260,7 @@ pub enum CommandDecision {
     Refuse(Refusal),
 }
 
-/// Why a command that would lift or loosen a halt was refused.
+/// The reason a command that would lift or loosen a halt was rejected.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     /// It was not signed, or its signature was not accepted.
@@ -277,7 +277,7 @@ pub enum Refusal {
 }
 
 /// Decides what a command does to `state`. A halt that does not loosen anything needs
-/// no signature, because stopping never adds risk; a resume, or a halt that would
+/// no signature, because stopping never adds risk. A resume, or a halt that would
 /// loosen a stricter mode, needs a `resume` signature made after the halt began.
 pub fn evaluate(command: &Command, authentication: &Result<Signer, AuthError>, state: &HaltState) -> CommandDecision {
     let signer = authentication.as_ref().ok();

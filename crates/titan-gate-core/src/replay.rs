@@ -10,13 +10,13 @@ use sha2::{Digest, Sha256};
 /// 30-second window is 600,000, so this leaves headroom at about 64 bytes a nonce.
 pub const DEFAULT_REPLAY_CAPACITY: usize = 1 << 20;
 
-/// Why a nonce was not accepted.
+/// A reason a nonce was not accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ReplayError {
     /// The nonce was seen before and is still inside its window.
     #[error("nonce was already used inside the clock window")]
     Replayed,
-    /// Every slot holds a nonce that is still inside its window, so this one cannot be checked.
+    /// Every slot contains a nonce still inside its window, so this one cannot be checked.
     #[error("replay memory is full ({capacity} nonces inside the clock window)")]
     Full {
         /// The configured capacity.

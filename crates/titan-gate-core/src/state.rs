@@ -45,7 +45,7 @@ impl fmt::Display for Mode {
     }
 }
 
-/// What a scoped halt applies to.
+/// The kind of scope a halt applies to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ScopeKind {
     /// The first tail token of the order subject.
@@ -85,7 +85,7 @@ impl ScopeKind {
 /// A scope an operator can halt on its own, such as `venue:binance`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Scope {
-    /// What the value names.
+    /// The kind of thing the value names.
     pub kind: ScopeKind,
     /// The venue, account, symbol or strategy name.
     pub value: String,
@@ -110,9 +110,9 @@ impl fmt::Display for Scope {
 pub struct HaltEntry {
     /// The mode.
     pub mode: Mode,
-    /// Why it was set, as the command gave it.
+    /// The reason the command gave.
     pub reason: String,
-    /// Who set it, when the command said.
+    /// The operator, when the command named one.
     pub operator: Option<String>,
     /// When it took effect, in epoch milliseconds of the gate's clock.
     pub since_ms: i64,
@@ -120,8 +120,8 @@ pub struct HaltEntry {
     pub key_id: Option<String>,
 }
 
-/// The whole halt state of a gate. Each change produces a new value with a higher epoch;
-/// the service publishes it behind one atomic pointer so the order path reads it with one load.
+/// The whole halt state of a gate. Each change produces a new value with a higher epoch,
+/// which the service publishes behind one atomic pointer, so the order path reads it with one load.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HaltState {
     /// Increases by one with every change of state.
@@ -143,11 +143,11 @@ pub struct Change {
     pub reason: String,
     /// Who asked.
     pub operator: Option<String>,
-    /// Which key signed the request, if any.
+    /// The id of the key that signed the request, if any.
     pub key_id: Option<String>,
 }
 
-/// What applying a [`Change`] did.
+/// The result of applying a [`Change`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[allow(clippy::large_enum_variant, reason = "a transition is built once per command and moved once")]
 pub enum Transition {

@@ -56,16 +56,16 @@ pub struct RunArgs {
     pub log_json: bool,
 }
 
-/// Where and how a client command reaches the gates.
+/// Connection and output options of a client command.
 #[derive(Debug, Args)]
 pub struct ClientArgs {
     /// NATS server URL [env: NATS_URL] [default: nats://127.0.0.1:4222].
     #[arg(long, value_name = "URL")]
     pub nats_url: Option<String>,
-    /// How long to wait for replicas to answer, in milliseconds.
+    /// Time to wait for replica replies, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 2_000)]
     pub timeout_ms: u64,
-    /// Number of replicas expected; fewer answers is a failure [default: whoever answers].
+    /// Number of replicas expected; fewer replies is a failure [default: all that reply].
     #[arg(long, value_name = "N")]
     pub expect: Option<usize>,
     /// Print JSON instead of a table.
@@ -73,7 +73,7 @@ pub struct ClientArgs {
     pub json: bool,
 }
 
-/// Which key signs a command.
+/// Key selection for a signed command.
 #[derive(Debug, Args)]
 pub struct SigningArgs {
     /// Keyring file [env: TITAN_GATE_KEYRING].
@@ -86,10 +86,10 @@ pub struct SigningArgs {
 
 #[derive(Debug, Args)]
 pub struct HaltArgs {
-    /// Why the system is halted.
+    /// Reason for the halt, shown in status and logs.
     #[arg(long)]
     pub reason: String,
-    /// Who halts it.
+    /// Operator name, shown in status and logs.
     #[arg(long)]
     pub operator: String,
     /// SOFT_HALT (reduce-only) instead of HARD_HALT.
@@ -106,10 +106,10 @@ pub struct HaltArgs {
 
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
-    /// Why trading may resume.
+    /// Reason for the resume, shown in status and logs.
     #[arg(long)]
     pub reason: String,
-    /// Who resumes it.
+    /// Operator name, shown in status and logs.
     #[arg(long)]
     pub operator: String,
     /// Resume one scope only: venue=NAME, account=NAME, symbol=NAME or strategy=NAME.

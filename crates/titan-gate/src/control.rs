@@ -15,7 +15,7 @@ use crate::keys::now_ms;
 use crate::metrics as gate_metrics;
 use crate::orders::{HEADER_KEY_ID, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 
-/// Subject on which every replica answers status requests.
+/// Status request subject; every replica replies, since there is no queue group.
 pub const STATUS_SUBJECT: &str = "titan.gate.status.v1";
 /// Subject of command outcomes.
 pub const COMMAND_EVENT_SUBJECT: &str = "titan.evt.gate.command.v1";
@@ -98,7 +98,7 @@ impl ControlPlane {
                 }
             }
             CommandDecision::Refuse(refusal) => {
-                warn!(command = command.kind.label(), scope = %scope_label(&command), reason = %refusal, "Command refused; the gate stays halted");
+                warn!(command = command.kind.label(), scope = %scope_label(&command), reason = %refusal, "Command rejected; the state is unchanged");
                 Outcome { label: "refused", reason: refusal.to_string(), state: self.gate.state().clone() }
             }
         };

@@ -41,14 +41,14 @@ pub struct PendingForward {
     pub started: Instant,
 }
 
-/// What JetStream's answer means for the order.
+/// The meaning of JetStream's reply for the order.
 #[derive(Debug)]
 pub enum ForwardOutcome {
     /// Stored at this stream sequence.
     Stored { sequence: u64 },
     /// Certainly not stored by this publish.
     Refused(Rejection),
-    /// Maybe stored: no answer arrived.
+    /// Maybe stored: no reply arrived.
     Unknown(String),
 }
 

@@ -13,7 +13,7 @@ use titan_gate_core::Mode;
 
 use crate::gate::{Gate, format_time_ms};
 
-/// What the handlers share.
+/// State shared by the admin handlers.
 #[derive(Clone, Debug)]
 pub struct AdminState {
     pub gate: Arc<Gate>,

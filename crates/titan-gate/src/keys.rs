@@ -10,7 +10,7 @@ use titan_gate_core::{Key, Keyring, Role};
 
 use crate::config::{ENV_V1_SECRETS, Environment};
 
-/// Why keys could not be loaded; each message names the key or variable.
+/// Every problem found while loading keys; each message names the key or variable.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid keys:\n  - {}", .0.join("\n  - "))]
 pub struct KeysError(pub Vec<String>);

@@ -92,7 +92,7 @@ struct Window {
     suppressed: u64,
 }
 
-/// What the limiter allows for one rejection.
+/// The limiter's answer for one rejection: whether to log it, and the count to report first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LogPermit {
     /// Log this rejection.

@@ -187,7 +187,7 @@ impl OrderPath {
     async fn report_unconfirmed(&self, received: &Received, pending: &PendingForward, detail: &str) {
         self.gate.count(Verdict::Unconfirmed);
         gate_metrics::count_order(Verdict::Unconfirmed, Some(Reason::ForwardUnconfirmed));
-        warn!(order.id = %pending.msg_id, subject = %received.subject, detail = %detail, halt.epoch = pending.epoch, "Order unconfirmed: re-publishing until JetStream answers");
+        warn!(order.id = %pending.msg_id, subject = %received.subject, detail = %detail, halt.epoch = pending.epoch, "Order unconfirmed: re-publishing until JetStream acknowledges or refuses it");
         if let Some(reply) = &received.reply {
             let body = json!({"verdict": "unconfirmed", "reason": Reason::ForwardUnconfirmed.code(), "detail": detail, "epoch": pending.epoch, "msg_id": pending.msg_id, "gate_id": self.gate.settings.gate_id});
             self.publish(reply.clone(), body.to_string()).await;
@@ -255,7 +255,7 @@ impl OrderPath {
         }
     }
 
-    /// Publishes on core NATS; a failure is logged, because the verdict itself stands.
+    /// Publishes on core NATS. A failure is logged and does not change the verdict.
     pub async fn publish(&self, subject: String, body: String) {
         if let Err(error) = self.client.publish(subject.clone(), body.into()).await {
             warn!(subject = %subject, error = %error, "Publishing a verdict report failed");

@@ -19,7 +19,7 @@ use crate::logging::RejectLogLimiter;
 use crate::metrics::{self as gate_metrics, INTAKE_DROPPED_TOTAL, NATS_CONNECTED, NATS_ERRORS_TOTAL};
 use crate::orders::OrderPath;
 
-/// Which of the gate's two connections an event belongs to.
+/// One of the gate's two NATS connections.
 #[derive(Clone, Copy, Debug)]
 enum Connection {
     Orders,
