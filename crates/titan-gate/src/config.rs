@@ -232,7 +232,9 @@ impl Layers<'_> {
         let intake_prefix = self.subject_prefix(ENV_INTAKE_PREFIX, "intake_prefix", file.intake_prefix.clone(), DEFAULT_INTAKE_PREFIX);
         let forward_prefix = self.subject_prefix(ENV_FORWARD_PREFIX, "forward_prefix", file.forward_prefix.clone(), DEFAULT_FORWARD_PREFIX);
         if intake_prefix == forward_prefix || forward_prefix.starts_with(&format!("{intake_prefix}.")) {
-            self.errors.push(format!("forward_prefix ({ENV_FORWARD_PREFIX}): {forward_prefix:?} overlaps the intake prefix, so the gate would read its own output"));
+            self.errors.push(format!(
+                "intake_prefix ({ENV_INTAKE_PREFIX}) {intake_prefix:?} and forward_prefix ({ENV_FORWARD_PREFIX}) {forward_prefix:?} overlap, so the gate would read its own output"
+            ));
         }
 
         Settings {

@@ -21,6 +21,9 @@ use crate::orders::{HEADER_GATE_EPOCH, HEADER_GATE_ID, HEADER_MSG_ID, OrderPath,
 /// Subject of the final outcome of an order that was first `unconfirmed`.
 pub const VERDICT_EVENT_SUBJECT: &str = "titan.evt.gate.verdict.v1";
 
+/// Appended to `forward_failed` details: the order passed every check, so its nonce is spent.
+const RETRY_HINT: &str = "the order was not stored and its nonce is spent, so sign it again with a new nonce to retry";
+
 /// Pause between re-publishes when the previous attempt failed at once (for example
 /// while the connection is down), so the follow-up does not spin.
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
@@ -94,7 +97,7 @@ pub async fn publish(jetstream: &async_nats::jetstream::Context, pending: &Pendi
         .map_err(|error| {
             let (reason, detail): (Reason, Cow<'static, str>) = match error.kind() {
                 PublishErrorKind::MaxAckPending => (Reason::RateLimited, "gate at capacity: too many acknowledgements pending; retry shortly".into()),
-                _ => (Reason::ForwardFailed, format!("JetStream publish was not sent: {error}").into()),
+                _ => (Reason::ForwardFailed, format!("JetStream publish was not sent: {error}; {RETRY_HINT}").into()),
             };
             Rejection { reason, detail, halted_scope: None }
         })
@@ -120,11 +123,11 @@ fn classify_error(error: &async_nats::jetstream::context::PublishError, pending:
     let refused_by_jetstream = kind == PublishErrorKind::Other
         && std::error::Error::source(error).is_some_and(|source| source.downcast_ref::<async_nats::jetstream::Error>().is_some());
     if kind == PublishErrorKind::StreamNotFound {
-        let detail = format!("no JetStream stream stores subject {}", pending.forward_subject);
+        let detail = format!("no JetStream stream stores subject {}; {RETRY_HINT}", pending.forward_subject);
         return ForwardOutcome::Refused(Rejection { reason: Reason::ForwardFailed, detail: detail.into(), halted_scope: None });
     }
     if is_certain_refusal(kind) || refused_by_jetstream {
-        let detail = format!("JetStream refused the order: {error}");
+        let detail = format!("JetStream refused the order: {error}; {RETRY_HINT}");
         return ForwardOutcome::Refused(Rejection { reason: Reason::ForwardFailed, detail: detail.into(), halted_scope: None });
     }
     let detail = match kind {

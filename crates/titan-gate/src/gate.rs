@@ -29,6 +29,8 @@ pub struct Gate {
     /// Connection and subscription flags behind `/readyz`.
     pub health: Health,
     counts: [AtomicU64; 3],
+    /// Nonces in the order replay memory, stored by the intake after each decision.
+    pub replay_nonces: AtomicU64,
 }
 
 /// What `/readyz` checks.
@@ -46,6 +48,10 @@ pub struct Health {
     pub state_loaded: AtomicBool,
     /// Permission violations the server reported; any keeps the gate unready.
     pub permission_errors: Mutex<Vec<String>>,
+    /// The JetStream stream that stores the forward subject, once found.
+    pub forward_stream: Mutex<Option<String>>,
+    /// True once the first lookup of the forward stream finished, found or not.
+    pub forward_stream_checked: AtomicBool,
 }
 
 impl Health {
@@ -66,6 +72,15 @@ impl Health {
         }
         let errors = self.permission_errors.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         reasons.extend(errors.iter().map(|error| format!("NATS permission violation: {error}")));
+        let stream = self.forward_stream.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if stream.is_none() {
+            let checked = self.forward_stream_checked.load(Ordering::Acquire);
+            reasons.push(if checked {
+                "no JetStream stream stores the forward subject; every order would be forward_failed".to_owned()
+            } else {
+                "the forward stream has not been looked up yet".to_owned()
+            });
+        }
         reasons
     }
 
@@ -96,6 +111,7 @@ impl Gate {
             transition_lock: Mutex::new(()),
             health: Health::default(),
             counts: Default::default(),
+            replay_nonces: AtomicU64::new(0),
         }
     }
 
@@ -164,6 +180,8 @@ impl Gate {
         });
         status["ready"] = json!(unready.is_empty());
         status["unready_reasons"] = json!(unready);
+        status["forward_stream"] = json!(*self.health.forward_stream.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        status["keys"] = json!(self.keyring().ids());
         status["orders"] = json!({
             "admitted": self.counts[0].load(Ordering::Relaxed),
             "rejected": self.counts[1].load(Ordering::Relaxed),
@@ -173,12 +191,15 @@ impl Gate {
     }
 }
 
-/// Formats epoch milliseconds as RFC 3339 UTC.
+/// Formats epoch milliseconds as RFC 3339 UTC with exactly three fractional digits,
+/// so timestamps line up in tables.
 pub fn format_time_ms(epoch_ms: i64) -> String {
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
     let nanos = i128::from(epoch_ms) * 1_000_000;
     time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
         .ok()
-        .and_then(|time| time.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|time| time.format(FORMAT).ok())
         .unwrap_or_else(|| epoch_ms.to_string())
 }
 

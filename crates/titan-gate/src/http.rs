@@ -58,7 +58,16 @@ async fn status_page(State(state): State<AdminState>) -> Html<String> {
     let gate = &state.gate;
     let halt = gate.state();
     let halted = halt.strictest_mode() != Mode::Running;
-    let (color, headline) = if halted { ("#b00020", "HALTED") } else { ("#1b5e20", "RUNNING") };
+    let scoped_only = halt.global.mode == Mode::Running && halted;
+    let headline = if scoped_only { format!("SCOPED HALT ({} scopes)", halt.scope_count()) } else { halt.global.mode.to_string() };
+    let color = if halted { "#b00020" } else { "#1b5e20" };
+    let unready = gate.health.unready_reasons();
+    let readiness = if unready.is_empty() {
+        "<p id=\"ready\">ready: connected to NATS, subscribed, forward stream found</p>".to_owned()
+    } else {
+        let items: String = unready.iter().map(|reason| format!("<li>{}</li>", escape(reason))).collect();
+        format!("<div id=\"ready\" style=\"background:#ff8f00;color:#000;padding:8px 24px\"><strong>NOT READY</strong><ul>{items}</ul></div>")
+    };
 
     let mut page = String::with_capacity(2048);
     let _ = write!(
@@ -66,7 +75,7 @@ async fn status_page(State(state): State<AdminState>) -> Html<String> {
         "<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"2\"><title>titan-gate {id}: {headline}</title>\
          <style>body{{font-family:sans-serif;margin:0}}header{{background:{color};color:#fff;padding:16px 24px}}main{{padding:16px 24px}}\
          table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}</style></head><body>\
-         <header id=\"state\" data-halted=\"{halted}\"><h1>titan-gate {id}: {headline}</h1></header><main><table>\
+         <header id=\"state\" data-halted=\"{halted}\"><h1>titan-gate {id}: {headline}</h1></header>{readiness}<main><table>\
          <tr><th>mode</th><td>{mode}</td></tr><tr><th>reason</th><td>{reason}</td></tr><tr><th>operator</th><td>{operator}</td></tr>\
          <tr><th>since</th><td>{since}</td></tr><tr><th>epoch</th><td>{epoch}</td></tr></table><h2>Scoped halts</h2>",
         id = escape(&gate.settings.gate_id),

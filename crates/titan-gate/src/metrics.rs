@@ -18,6 +18,10 @@ pub const NATS_CONNECTED: &str = "titan_gate_nats_connected";
 pub const INTAKE_DROPPED_TOTAL: &str = "titan_gate_intake_dropped_total";
 pub const NATS_ERRORS_TOTAL: &str = "titan_gate_nats_errors_total";
 pub const FORWARD_FOLLOW_UPS_TOTAL: &str = "titan_gate_forward_follow_ups_total";
+pub const IN_FLIGHT: &str = "titan_gate_in_flight";
+pub const REPLAY_NONCES: &str = "titan_gate_replay_nonces";
+pub const REPLAY_CAPACITY: &str = "titan_gate_replay_capacity";
+pub const KEYRING_RELOADS_TOTAL: &str = "titan_gate_keyring_reloads_total";
 
 /// The `scope` label of the global mode.
 pub const GLOBAL_SCOPE: &str = "global";
@@ -50,6 +54,10 @@ fn describe() {
     describe_counter!(INTAKE_DROPPED_TOTAL, "Messages the NATS client dropped before the gate saw them (slow consumer).");
     describe_counter!(NATS_ERRORS_TOTAL, "Errors the NATS server reported, such as permission violations, by kind.");
     describe_counter!(FORWARD_FOLLOW_UPS_TOTAL, "Final outcomes of orders that were first unconfirmed, by outcome.");
+    describe_gauge!(IN_FLIGHT, "Forwarded orders awaiting their JetStream acknowledgement.");
+    describe_gauge!(REPLAY_NONCES, "Nonces in the order replay memory; orders are rate_limited when it reaches capacity.");
+    describe_gauge!(REPLAY_CAPACITY, "Capacity of the order replay memory, in nonces.");
+    describe_counter!(KEYRING_RELOADS_TOTAL, "Keyring reloads on SIGHUP, by outcome (loaded or failed).");
 }
 
 /// Creates every series that must exist from the first scrape, at zero.
@@ -68,6 +76,11 @@ pub fn register_initial_series(state: &HaltState) {
         counter!(SECURITY_EVENTS_TOTAL, "kind" => kind.code()).absolute(0);
     }
     counter!(INTAKE_DROPPED_TOTAL).absolute(0);
+    gauge!(IN_FLIGHT).set(0.0);
+    gauge!(REPLAY_NONCES).set(0.0);
+    for outcome in ["loaded", "failed"] {
+        counter!(KEYRING_RELOADS_TOTAL, "outcome" => outcome).absolute(0);
+    }
     gauge!(NATS_CONNECTED).set(0.0);
     record_state(state, None);
 }

@@ -118,6 +118,7 @@ impl OrderPath {
         let context = Context { state: &state, keyring: &keyring, policy: &self.gate.policy, now_ms: now_ms() };
         let decision = titan_gate_core::decide(&order, &context, replay, scratch);
         histogram!(DECISION_SECONDS).record(started.elapsed());
+        self.gate.replay_nonces.store(replay.len() as u64, std::sync::atomic::Ordering::Relaxed);
 
         let epoch = state.epoch;
         drop(keyring);
@@ -260,6 +261,11 @@ impl OrderPath {
         if let Err(error) = self.client.publish(subject.clone(), body.into()).await {
             warn!(subject = %subject, error = %error, "Publishing a verdict report failed");
         }
+    }
+
+    /// Returns the number of forwarded orders awaiting their acknowledgement.
+    pub fn in_flight(&self) -> usize {
+        self.gate.settings.max_in_flight.saturating_sub(self.in_flight.available_permits())
     }
 
     /// Waits until every forwarded order has its acknowledgement, or `timeout` passes;

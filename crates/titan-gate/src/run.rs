@@ -16,7 +16,7 @@ use crate::gate::Gate;
 use crate::http::{AdminState, router};
 use crate::keys::load_keyring;
 use crate::logging::RejectLogLimiter;
-use crate::metrics::{self as gate_metrics, INTAKE_DROPPED_TOTAL, NATS_CONNECTED, NATS_ERRORS_TOTAL};
+use crate::metrics::{self as gate_metrics, IN_FLIGHT, INTAKE_DROPPED_TOTAL, KEYRING_RELOADS_TOTAL, NATS_CONNECTED, NATS_ERRORS_TOTAL, REPLAY_NONCES};
 use crate::orders::OrderPath;
 
 /// One of the gate's two NATS connections.
@@ -40,6 +40,7 @@ pub async fn run(settings: Settings, keyring: titan_gate_core::Keyring, env: Env
     let prometheus = gate_metrics::install()?;
     let gate = Arc::new(Gate::new(settings, keyring));
     gate_metrics::register_initial_series(&gate.state());
+    gauge!(gate_metrics::REPLAY_CAPACITY).set(gate_metrics::u64_to_f64(gate.settings.replay_capacity as u64));
     let settings = &gate.settings;
     info!(gate_id = %settings.gate_id, nats_url = %redact_url(&settings.nats.url), http_addr = %settings.http_addr, initial_mode = %gate.state().global.mode, keys = gate.keyring().len(), "titan-gate starting");
 
@@ -51,7 +52,9 @@ pub async fn run(settings: Settings, keyring: titan_gate_core::Keyring, env: Env
         }
     });
 
-    // The state lives in memory only for now, so it is loaded as soon as it is created.
+    warn_about_missing_roles(&gate.keyring());
+    // TODO(#3): persist the state in JetStream key-value and read it here; until then a
+    // restarted gate comes back in its initial mode.
     gate.health.state_loaded.store(true, Ordering::Release);
 
     let orders_client = connect(&gate, Connection::Orders).await?;
@@ -68,7 +71,7 @@ pub async fn run(settings: Settings, keyring: titan_gate_core::Keyring, env: Env
     let control_task = tokio::spawn(control.run());
     let (shutdown_sender, shutdown) = tokio::sync::watch::channel(false);
     let mut intake_task = tokio::spawn(order_path.clone().run(shutdown));
-    spawn_log_flush(order_path.clone());
+    spawn_periodic_checks(order_path.clone());
     spawn_keyring_reload(Arc::clone(&gate), env);
 
     tokio::select! {
@@ -153,14 +156,62 @@ fn on_event(gate: &Gate, connection: Connection, event: Event) {
     gauge!(NATS_CONNECTED).set(if gate.health.nats_connected() { 1.0 } else { 0.0 });
 }
 
-fn spawn_log_flush(order_path: OrderPath) {
+/// Every second: reports suppressed rejection logs, publishes the in-flight and replay
+/// gauges, and every fifth second looks up the stream that stores the forward subject.
+fn spawn_periodic_checks(order_path: OrderPath) {
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(Duration::from_secs(1));
+        let mut ticks = 0u64;
         loop {
             interval.tick().await;
             order_path.flush_suppressed_logs();
+            gauge!(IN_FLIGHT).set(gate_metrics::u64_to_f64(order_path.in_flight() as u64));
+            gauge!(REPLAY_NONCES).set(gate_metrics::u64_to_f64(order_path.gate.replay_nonces.load(Ordering::Relaxed)));
+            if ticks % 5 == 0 {
+                check_forward_stream(&order_path).await;
+            }
+            ticks += 1;
         }
     });
+}
+
+/// Looks up the JetStream stream that stores the forward subject; without one, every
+/// order would be `forward_failed`, so `/readyz` reports it.
+async fn check_forward_stream(order_path: &OrderPath) {
+    let gate = &order_path.gate;
+    let subject = format!("{}.>", gate.settings.forward_prefix);
+    let lookup = tokio::time::timeout(Duration::from_secs(2), order_path.jetstream.stream_by_subject(subject.clone())).await;
+    let found = match lookup {
+        Ok(Ok(name)) => Some(name),
+        Ok(Err(error)) => {
+            if error.kind() != async_nats::jetstream::context::GetStreamByNameErrorKind::NotFound {
+                warn!(subject = %subject, error = %error, "Looking up the forward stream failed");
+            }
+            None
+        }
+        Err(_) => None,
+    };
+    let mut stream = gate.health.forward_stream.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if *stream != found {
+        match &found {
+            Some(name) => info!(stream = %name, subject = %subject, "Forward stream found"),
+            None => warn!(subject = %subject, "No JetStream stream stores the forward subject; orders will be forward_failed"),
+        }
+    }
+    *stream = found;
+    gate.health.forward_stream_checked.store(true, Ordering::Release);
+}
+
+/// Warns when no key could sign an order or a resume: such a gate rejects every order,
+/// or cannot be resumed once halted.
+fn warn_about_missing_roles(keyring: &titan_gate_core::Keyring) {
+    let now = crate::keys::now_ms();
+    if keyring.first_with_role(titan_gate_core::Role::Order, now).is_none() {
+        warn!("No key with role order: every order will be rejected; set TITAN_HMAC_SECRET or add an order key to the keyring");
+    }
+    if keyring.first_with_role(titan_gate_core::Role::Resume, now).is_none() {
+        warn!("No key with role resume: once halted, this gate cannot be resumed; add a resume key to the keyring");
+    }
 }
 
 /// Reloads the keyring on SIGHUP; a keyring that fails to load leaves the old one in force.
@@ -173,10 +224,15 @@ fn spawn_keyring_reload(gate: Arc<Gate>, env: Environment) {
         while hangups.recv().await.is_some() {
             match load_keyring(gate.settings.keyring_path.as_deref(), &env) {
                 Ok(keyring) => {
+                    counter!(KEYRING_RELOADS_TOTAL, "outcome" => "loaded").increment(1);
                     info!(keys = keyring.len(), key_ids = ?keyring.ids(), "Keyring reloaded");
+                    warn_about_missing_roles(&keyring);
                     gate.replace_keyring(keyring);
                 }
-                Err(error) => error!(error = %error, "Keyring reload failed; the previous keys stay in force"),
+                Err(error) => {
+                    counter!(KEYRING_RELOADS_TOTAL, "outcome" => "failed").increment(1);
+                    error!(error = %error, "Keyring reload failed; the previous keys stay in force");
+                }
             }
         }
     });

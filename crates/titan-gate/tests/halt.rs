@@ -226,3 +226,21 @@ async fn command_events_carry_scope() {
     assert!(harness.metrics().contains(r#"titan_gate_halted{scope="venue:binance"} 1"#));
     assert_eq!(harness.order("bybit.main.BTC_USDT", v1_envelope(&payload("sig-bybit", "BUY_SETUP"), now_ms(), &nonce()), HeaderMap::new()).await["verdict"], "admitted");
 }
+
+#[tokio::test]
+async fn status_page_shows_halt_scopes_and_readiness() {
+    let mut harness = Harness::start().await;
+    let page = harness.gate.get("/").unwrap().body;
+    assert!(page.contains(r#"data-halted="false""#), "{page}");
+    assert!(page.contains("RUNNING"));
+
+    harness.command("titan.cmd.sys.halt.v1.symbol.BTC_USDT", br#"{"reason":"<script>alert(1)</script>"}"#, HeaderMap::new()).await;
+    let page = harness.gate.get("/").unwrap().body;
+    assert!(page.contains(r#"data-halted="true""#), "{page}");
+    assert!(page.contains("SCOPED HALT (1 scopes)"), "{page}");
+    assert!(page.contains("symbol:BTC_USDT"), "{page}");
+    assert!(!page.contains("<script>"), "operator text is escaped: {page}");
+
+    harness.server.kill().unwrap();
+    wait_until(WAIT, "the page to show NOT READY", || async { harness.gate.get("/").is_some_and(|page| page.body.contains("NOT READY")) }).await.unwrap();
+}

@@ -69,7 +69,15 @@ impl Harness {
             .env("TITAN_HMAC_SECRET", V1_SECRET)
             .env("TITAN_GATE_KEYRING", keyring_path.display().to_string());
         let gate = configure(builder).start().await.expect("gate starts");
-        gate.wait_ready(WAIT).await.unwrap_or_else(|error| panic!("{error}\n{}", gate.log()));
+        if with_stream {
+            gate.wait_ready(WAIT).await.unwrap_or_else(|error| panic!("{error}\n{}", gate.log()));
+        } else {
+            wait_until(WAIT, "the gate to report only the missing stream", || async {
+                gate.get("/readyz").is_some_and(|response| response.status == 503 && response.body.lines().filter(|line| line.starts_with("- ")).count() == 1 && response.body.contains("no JetStream stream"))
+            })
+            .await
+            .unwrap_or_else(|error| panic!("{error}\n{}", gate.log()));
+        }
         Harness { server, client, jetstream, gate, keyring_dir }
     }
 
