@@ -95,7 +95,8 @@ pub struct HaltArgs {
     /// SOFT_HALT (reduce-only) instead of HARD_HALT.
     #[arg(long)]
     pub soft: bool,
-    /// Halt one scope only: venue=NAME, account=NAME, symbol=NAME or strategy=NAME.
+    /// Halt one scope only: venue=NAME, account=NAME, symbol=NAME or strategy=NAME. Venue, account
+    /// and symbol match the order subject's tokens exactly (symbol=BTC_USDT, not BTC/USDT).
     #[arg(long, value_name = "KIND=VALUE")]
     pub scope: Option<String>,
     #[command(flatten)]
@@ -112,7 +113,8 @@ pub struct ResumeArgs {
     /// Operator name, shown in status and logs.
     #[arg(long)]
     pub operator: String,
-    /// Resume one scope only: venue=NAME, account=NAME, symbol=NAME or strategy=NAME.
+    /// Resume one scope only: venue=NAME, account=NAME, symbol=NAME or strategy=NAME. A global
+    /// resume leaves scoped halts in force; `titan-gate status` lists them.
     #[arg(long, value_name = "KIND=VALUE")]
     pub scope: Option<String>,
     #[command(flatten)]

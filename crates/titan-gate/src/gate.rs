@@ -52,6 +52,9 @@ pub struct Health {
     pub forward_stream: Mutex<Option<String>>,
     /// True once the first lookup of the forward stream finished, found or not.
     pub forward_stream_checked: AtomicBool,
+    /// Set when the server refused a subscription of the control connection: this gate
+    /// cannot receive halts until it restarts with the right permissions.
+    pub commands_denied: AtomicBool,
 }
 
 impl Health {
@@ -89,6 +92,22 @@ impl Health {
         let mut errors = self.permission_errors.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if errors.len() < MAX_PERMISSION_ERRORS && !errors.contains(&error) {
             errors.push(error);
+        }
+    }
+
+    /// Returns why this gate could miss a halt right now, if it could: the control
+    /// connection is down, its subscriptions are not active, or the server denied them.
+    /// Orders are rejected while this is `Some`, because a gate that cannot hear a halt
+    /// must not admit anything.
+    pub fn control_plane_problem(&self) -> Option<&'static str> {
+        if self.commands_denied.load(Ordering::Acquire) {
+            Some("the NATS server denied the halt subscriptions, so this gate cannot receive halts; fix its permissions")
+        } else if !self.control_connected.load(Ordering::Acquire) {
+            Some("the control connection to NATS is down, so this gate cannot receive halts")
+        } else if !self.commands_subscribed.load(Ordering::Acquire) {
+            Some("the halt subscriptions are not active, so this gate cannot receive halts")
+        } else {
+            None
         }
     }
 

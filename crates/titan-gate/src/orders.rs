@@ -105,6 +105,11 @@ impl OrderPath {
     async fn handle(&self, received: Received, replay: &mut ReplayMemory, scratch: &mut String) {
         let started = Instant::now();
         let state = self.gate.state();
+        if let Some(problem) = self.gate.health.control_plane_problem() {
+            let rejection = Rejection { reason: Reason::SystemHalted, detail: problem.into(), halted_scope: None };
+            self.report_rejection(&received, &rejection, &state).await;
+            return;
+        }
         let keyring = self.gate.keyring();
         let tail = tail_of(&received.subject, &self.gate.settings.intake_prefix);
         let headers = OrderHeaders {
@@ -245,7 +250,9 @@ impl OrderPath {
             Reason::SystemHalted => {
                 let entry = rejection.halted_scope.as_ref().and_then(|scope| state.scoped(scope.kind, &scope.value)).unwrap_or(&state.global);
                 let scope = rejection.halted_scope.as_ref().map_or_else(|| gate_metrics::GLOBAL_SCOPE.to_owned(), ToString::to_string);
-                warn!(order.id = %intent_id, subject = %received.subject, halt.reason = %entry.reason, halt.scope = %scope, halt.epoch = state.epoch, "Order Rejected: System Halted");
+                // A fail-closed rejection (control plane down) has no halt entry of its own.
+                let halt_reason = if entry.mode.is_halted() { entry.reason.as_str() } else { rejection.detail.as_ref() };
+                warn!(order.id = %intent_id, subject = %received.subject, halt.reason = %halt_reason, halt.scope = %scope, halt.epoch = state.epoch, "Order Rejected: System Halted");
             }
             _ if reason.security_event().is_some() => {
                 warn!(order.id = %intent_id, subject = %received.subject, reason = reason.code(), detail = %rejection.detail, halt.epoch = state.epoch, "Order rejected");

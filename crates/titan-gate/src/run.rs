@@ -146,6 +146,9 @@ fn on_event(gate: &Gate, connection: Connection, event: Event) {
             let kind = if text.to_ascii_lowercase().contains("permission") { "permission" } else { "other" };
             counter!(NATS_ERRORS_TOTAL, "kind" => kind).increment(1);
             if kind == "permission" {
+                if matches!(connection, Connection::Control) && text.to_ascii_lowercase().contains("subscription") {
+                    gate.health.commands_denied.store(true, Ordering::Release);
+                }
                 gate.health.record_permission_error(text.clone());
             }
             error!(connection = connection.name(), error = %text, "NATS server reported an error");

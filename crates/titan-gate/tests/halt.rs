@@ -244,3 +244,48 @@ async fn status_page_shows_halt_scopes_and_readiness() {
     harness.server.kill().unwrap();
     wait_until(WAIT, "the page to show NOT READY", || async { harness.gate.get("/").is_some_and(|page| page.body.contains("NOT READY")) }).await.unwrap();
 }
+
+#[tokio::test]
+async fn gate_that_cannot_hear_halts_admits_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("nats.conf");
+    std::fs::write(
+        &config,
+        r#"
+jetstream: enabled
+accounts: {
+  TITAN: {
+    jetstream: enabled
+    users: [
+      { user: gate, password: gate-pw, permissions: { subscribe: { deny: ["titan.cmd.sys.halt.v1", "titan.cmd.sys.halt.v1.>"] } } }
+      { user: tester, password: tester-pw }
+    ]
+  }
+}
+"#,
+    )
+    .unwrap();
+    let server = titan_gate_test_support::NatsServer::builder().config_file(&config).start().unwrap();
+    let client = async_nats::ConnectOptions::with_user_and_password("tester".into(), "tester-pw".into()).connect(server.url()).await.unwrap();
+    create_titan_stream(&async_nats::jetstream::new(client.clone())).await;
+    let gate = titan_gate_test_support::GateProcess::builder(GATE_BINARY, server.url())
+        .env("TITAN_HMAC_SECRET", V1_SECRET)
+        .env("TITAN_GATE_INITIAL_MODE", "running")
+        .env("NATS_USER", "gate")
+        .env("NATS_PASSWORD", "gate-pw")
+        .start()
+        .await
+        .unwrap();
+    wait_until(WAIT, "readyz to name the denied subscription", || async {
+        gate.get("/readyz").is_some_and(|response| response.status == 503 && response.body.contains("permission"))
+    })
+    .await
+    .unwrap_or_else(|error| panic!("{error}\n{}", gate.log()));
+
+    let body = v1_envelope(&payload("sig-deaf", "BUY_SETUP"), now_ms(), &nonce());
+    let request = async_nats::Request::new().payload(body.into()).timeout(Some(WAIT));
+    let reply = client.send_request(format!("{INTAKE}.{TAIL}"), request).await.unwrap();
+    let verdict: Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(rejection_reason(&verdict), "system_halted", "{verdict}");
+    assert!(verdict["detail"].as_str().unwrap().contains("cannot receive halts"), "{verdict}");
+}

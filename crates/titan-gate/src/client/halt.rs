@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::connection::{connect, nats_url, parse_object, request_status, text_field};
 use super::status::ReplicaStatus;
-use super::{EXIT_NOT_CONFIRMED, format_table, load_keys, print_stdout, random_hex, wait_timeout};
+use super::{EXIT_NOT_CONFIRMED, format_table, load_keys, print_stdout, random_hex, wait_timeout, keyring_path};
 use crate::cli::{ClientArgs, HaltArgs, ResumeArgs, SigningArgs};
 use crate::config::{ENV_KEYRING, Environment};
 use crate::control::COMMAND_EVENT_SUBJECT;
@@ -60,7 +60,7 @@ pub(super) async fn halt(args: &HaltArgs, env: &Environment) -> anyhow::Result<E
     let key = halt_key(&args.signing, env);
     if key.is_none() {
         eprintln!(
-            "note: publishing the halt unsigned, since no key with role halt is configured; halts need no signature"
+            "note: publishing the halt unsigned, since no key with role halt is configured; a halt needs no signature unless it loosens a stricter mode (SOFT_HALT over HARD_HALT needs a resume key)"
         );
     }
     let signature = key.map(|key| (v2_headers(&key, &subject, body.as_bytes()), key.id));
@@ -100,6 +100,16 @@ fn command_subject(scope: Option<&str>) -> anyhow::Result<String> {
         valid,
         "--scope value {value:?} is not a subject token: it must be non-empty, without spaces, '*', '>' or empty '.'-separated parts"
     );
+    // Venue, account and symbol are single tokens of the order subject, so a dotted value
+    // could never match an order.
+    anyhow::ensure!(
+        kind == ScopeKind::Strategy || !value.contains('.'),
+        "--scope {} value {value:?} contains '.', but it is matched against one token of the order subject; use the token as producers publish it, e.g. symbol=BTC_USDT",
+        kind.as_str()
+    );
+    if kind == ScopeKind::Symbol && value.contains('/') {
+        eprintln!("warning: symbol {value:?} contains '/'; order subjects usually carry symbols as BTC_USDT, and only an exact token match halts");
+    }
     Ok(format!("{HALT_SUBJECT}.{}.{value}", kind.as_str()))
 }
 
@@ -159,7 +169,10 @@ fn resume_key(signing: &SigningArgs, env: &Environment) -> anyhow::Result<Key> {
             .map_err(|error| anyhow::anyhow!("{error}; a resume must be signed by a valid key with role resume"))?,
         None => keyring
             .first_with_role(Role::Resume, now)
-            .with_context(|| format!("no key with role resume in the keyring; pass --keyring or set {ENV_KEYRING}"))?,
+            .with_context(|| match keyring_path(signing.keyring.as_deref(), env) {
+                Some(path) => format!("no key with role resume in the keyring {}; add one or pass --key-id", path.display()),
+                None => format!("no keyring given, so there is no key with role resume; pass --keyring or set {ENV_KEYRING}"),
+            })?,
     };
     anyhow::ensure!(
         key.is_valid_at(now),

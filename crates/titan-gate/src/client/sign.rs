@@ -2,6 +2,7 @@
 //! v2 header signatures, offline.
 
 use serde_json::{Value as JsonValue, json};
+use titan_gate_core::Role;
 use titan_gate_core::envelope::Envelope;
 use titan_gate_core::json::{self, Value};
 use titan_gate_core::keyring::DEFAULT_KEY_ID;
@@ -22,7 +23,16 @@ const SIGNATURE_FIELDS: [&str; 4] = ["ts", "nonce", "sig", "key_id"];
 /// Signs stdin: a Titan envelope (v1) or a message body for `--subject` (v2).
 pub(super) fn sign(args: &SignArgs, env: &Environment, input: &[u8]) -> anyhow::Result<String> {
     let keyring = load_keys(args.signing.keyring.as_deref(), env)?;
-    let key = find_key(&keyring, args.signing.key_id.as_deref().unwrap_or(DEFAULT_KEY_ID))?;
+    let key = match args.signing.key_id.as_deref() {
+        Some(id) => find_key(&keyring, id)?,
+        None => match keyring.get(DEFAULT_KEY_ID) {
+            Some(key) => key,
+            None => keyring.first_with_role(Role::Order, now_ms()).map_or_else(|| find_key(&keyring, DEFAULT_KEY_ID), Ok)?,
+        },
+    };
+    if !key.has_role(Role::Order) {
+        eprintln!("warning: key {:?} lacks the order role, so the gates will reject orders it signs as unknown_key", key.id);
+    }
     let ts = args.ts.unwrap_or_else(now_ms);
     anyhow::ensure!(
         (0..=MAX_SAFE_INTEGER).contains(&ts),

@@ -70,6 +70,7 @@ pub(super) async fn status(args: &StatusArgs, env: &Environment) -> anyhow::Resu
         print_stdout(&format!("{}\n", serde_json::to_string_pretty(&documents)?));
     } else if !replicas.is_empty() {
         print_stdout(&status_table(&replicas));
+        print_stdout(&scoped_halts(&replicas));
     }
     for replica in replicas.iter().filter(|replica| !replica.ready) {
         let reasons: Vec<&str> = replica
@@ -94,6 +95,29 @@ pub(super) fn status_table(replicas: &[ReplicaStatus]) -> String {
     format_table(&["gate_id", "mode", "epoch", "since", "scopes", "ready", "operator", "reason"], &rows)
 }
 
+/// Lists every replica's scoped halts, one line each, so a global `RUNNING` cannot hide them.
+fn scoped_halts(replicas: &[ReplicaStatus]) -> String {
+    let mut lines = String::new();
+    for replica in replicas {
+        let scopes = replica.document.get("scopes").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        for scope in scopes {
+            lines.push_str(&format!(
+                "{}: {} {} since {} by {} ({})\n",
+                replica.gate_id,
+                text_field(scope, "scope"),
+                text_field(scope, "mode"),
+                text_field(scope, "since"),
+                scope.get("operator").and_then(Value::as_str).unwrap_or("-"),
+                text_field(scope, "reason"),
+            ));
+        }
+    }
+    if !lines.is_empty() {
+        lines.insert_str(0, "scoped halts (lift each with resume --scope KIND=VALUE):\n");
+    }
+    lines
+}
+
 /// Lists what makes the replies a failure: none at all, fewer than expected, a gate id
 /// that two replicas share, or replicas that disagree on mode or epoch.
 pub(super) fn check_replicas(
@@ -112,7 +136,7 @@ pub(super) fn check_replicas(
     }
     if let Some(expected) = expect.filter(|expected| replicas.len() < *expected) {
         problems.push(format!(
-            "{} replicas replied, {expected} expected (--expect); a replica is down or cannot reach NATS",
+            "{} of {expected} expected replicas replied (--expect); a replica is down or cannot reach NATS",
             replicas.len()
         ));
     }
@@ -173,7 +197,7 @@ mod tests {
         let problems = check_replicas(&[replica("a", "RUNNING", 1)], Some(3), "nats://127.0.0.1:4222", 2000);
         assert_eq!(
             problems,
-            vec!["1 replicas replied, 3 expected (--expect); a replica is down or cannot reach NATS".to_owned()]
+            vec!["1 of 3 expected replicas replied (--expect); a replica is down or cannot reach NATS".to_owned()]
         );
     }
 
