@@ -11,6 +11,7 @@ pub mod keyring;
 pub mod reason;
 pub mod replay;
 pub mod signature;
+pub mod spend;
 pub mod state;
 
 pub use decide::{decide, Admission, Context, Decision, Order, OrderHeaders, Policy, Rejection, SignaturePolicy};

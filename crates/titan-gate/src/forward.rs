@@ -57,12 +57,13 @@ pub enum ForwardOutcome {
 
 impl PendingForward {
     /// Prepares the forward of an admitted order: same body, the producer's headers
-    /// except `Nats-*` ones, and the gate's message id, replica and epoch.
+    /// except `Nats-*` and `Titan-Gate-*` ones, and the gate's message id, replica and epoch.
     pub fn new(gate: &Gate, received: &Received, admission: &Admission, tail: &str, epoch: u64) -> Self {
         let mut headers = HeaderMap::new();
         if let Some(original) = &received.headers {
             for (name, values) in original.iter() {
-                if AsRef::<str>::as_ref(name).to_ascii_lowercase().starts_with("nats-") {
+                let lower = AsRef::<str>::as_ref(name).to_ascii_lowercase();
+                if lower.starts_with("nats-") || lower.starts_with("titan-gate-") {
                     continue;
                 }
                 for value in values {

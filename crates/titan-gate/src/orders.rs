@@ -12,7 +12,8 @@ use metrics::histogram;
 use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use titan_gate_core::decide::{check_halt, describe_intent};
-use titan_gate_core::{Admission, Context, Decision, HaltState, Order, OrderHeaders, Reason, Rejection, ReplayMemory, Verdict};
+use titan_gate_core::spend::spend_nonces;
+use titan_gate_core::{Admission, Context, Decision, HaltState, Mode, Order, OrderHeaders, Reason, Rejection, ReplayMemory, Verdict};
 use tracing::{debug, info, warn};
 
 use crate::forward::{self, ForwardOutcome, PendingForward};
@@ -105,11 +106,6 @@ impl OrderPath {
     async fn handle(&self, received: Received, replay: &mut ReplayMemory, scratch: &mut String) {
         let started = Instant::now();
         let state = self.gate.state();
-        if let Some(problem) = self.gate.health.control_plane_problem() {
-            let rejection = Rejection { reason: Reason::SystemHalted, detail: problem.into(), halted_scope: None };
-            self.report_rejection(&received, &rejection, &state).await;
-            return;
-        }
         let keyring = self.gate.keyring();
         let tail = tail_of(&received.subject, &self.gate.settings.intake_prefix);
         let headers = OrderHeaders {
@@ -121,8 +117,21 @@ impl OrderPath {
         };
         let order = Order { subject: &received.subject, tail, body: &received.payload, headers };
         let context = Context { state: &state, keyring: &keyring, policy: &self.gate.policy, now_ms: now_ms() };
-        let decision = titan_gate_core::decide(&order, &context, replay, scratch);
+        let decision = if let Some(problem) = self.gate.health.control_plane_problem() {
+            Decision::Reject(Rejection { reason: Reason::SystemHalted, detail: problem.into(), halted_scope: None })
+        } else if let Err(problem) = check_headers(received.headers.as_ref()) {
+            let reason = if state.global.mode == Mode::HardHalt { Reason::SystemHalted } else { Reason::Malformed };
+            Decision::Reject(Rejection { reason, detail: problem.into(), halted_scope: None })
+        } else {
+            titan_gate_core::decide(&order, &context, replay, scratch)
+        };
         histogram!(DECISION_SECONDS).record(started.elapsed());
+
+        if let Decision::Reject(rejection) = &decision
+            && spends_nonce(rejection.reason)
+        {
+            spend_nonces(&order, &context, replay, scratch);
+        }
         self.gate.replay_nonces.store(replay.len() as u64, std::sync::atomic::Ordering::Relaxed);
 
         let epoch = state.epoch;
@@ -291,6 +300,34 @@ impl OrderPath {
             info!(reason = reason.code(), suppressed, "Rejection logs suppressed in the last second");
         }
     }
+}
+
+/// Returns true for rejections decided before the order's nonce was recorded, whose
+/// nonce must be spent so the same signed bytes cannot be admitted later. The others
+/// either spent it already, cannot verify, or cannot be recorded.
+fn spends_nonce(reason: Reason) -> bool {
+    matches!(reason, Reason::SystemHalted | Reason::ReduceOnly | Reason::Malformed | Reason::UnknownKey | Reason::StaleTimestamp)
+}
+
+/// Headers the gate reads, in their one accepted spelling.
+const READ_HEADERS: [&str; 5] = [HEADER_MSG_ID, HEADER_KEY_ID, HEADER_TIMESTAMP, HEADER_NONCE, HEADER_SIGNATURE];
+
+/// Rejects a header the gate reads when it appears more than once or in another
+/// spelling: two signatures, one valid and one not, must not pass because only the
+/// first was read.
+fn check_headers(headers: Option<&HeaderMap>) -> Result<(), String> {
+    let Some(headers) = headers else { return Ok(()) };
+    for (name, values) in headers.iter() {
+        let name: &str = name.as_ref();
+        let Some(canonical) = READ_HEADERS.iter().find(|candidate| candidate.eq_ignore_ascii_case(name)) else { continue };
+        if name != *canonical {
+            return Err(format!("header {name} must be spelled {canonical}"));
+        }
+        if values.len() > 1 {
+            return Err(format!("header {canonical} appears {} times; send it once", values.len()));
+        }
+    }
+    Ok(())
 }
 
 /// Returns the subject tokens after the intake prefix.

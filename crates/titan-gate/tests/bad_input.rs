@@ -78,3 +78,26 @@ async fn subject_without_route_tokens_is_malformed() {
     let verdict = harness.order("binance", body, HeaderMap::new()).await;
     assert_eq!(rejection_reason(&verdict), "malformed", "{verdict}");
 }
+
+#[tokio::test]
+async fn repeated_or_misspelled_signature_headers_are_malformed() {
+    let harness = Harness::start().await;
+    let body = unsigned_envelope(&payload("sig-twice", "BUY_SETUP"));
+    let subject = format!("{INTAKE}.{TAIL}");
+    let mut twice = v2_headers(STRATEGY_KEY_ID, STRATEGY_SECRET, &subject, body.as_bytes(), now_ms(), &nonce());
+    twice.append("Titan-Signature", format!("v2={}", "0".repeat(64)).as_str());
+    assert_eq!(rejection_reason(&harness.order(TAIL, body.clone(), twice).await), "malformed");
+
+    let mut lowercase = v2_headers(STRATEGY_KEY_ID, STRATEGY_SECRET, &subject, body.as_bytes(), now_ms(), &nonce());
+    lowercase.insert("titan-signature", "v2=garbage");
+    assert_eq!(rejection_reason(&harness.order(TAIL, body.clone(), lowercase).await), "malformed");
+
+    let mut spoofed = v2_headers(STRATEGY_KEY_ID, STRATEGY_SECRET, &subject, body.as_bytes(), now_ms(), &nonce());
+    spoofed.insert("Titan-Gate-Epoch", "999999");
+    spoofed.insert("Traceparent", "00-abc-def-01");
+    assert_eq!(harness.order(TAIL, body, spoofed).await["verdict"], "admitted");
+    let stored = harness.stored_orders().await;
+    let epochs: Vec<&str> = stored[0].headers.get_all("Titan-Gate-Epoch").map(async_nats::HeaderValue::as_str).collect();
+    assert_eq!(epochs, vec!["0"], "the producer's Titan-Gate-Epoch is dropped");
+    assert_eq!(stored[0].headers.get("Traceparent").map(async_nats::HeaderValue::as_str), Some("00-abc-def-01"));
+}

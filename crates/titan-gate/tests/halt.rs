@@ -289,3 +289,23 @@ accounts: {
     assert_eq!(rejection_reason(&verdict), "system_halted", "{verdict}");
     assert!(verdict["detail"].as_str().unwrap().contains("cannot receive halts"), "{verdict}");
 }
+
+#[tokio::test]
+async fn order_rejected_while_halted_never_reaches_stream() {
+    let harness = Harness::start().await;
+    harness.command("titan.cmd.sys.halt.v1.venue.binance", br#"{"reason":"venue outage"}"#, HeaderMap::new()).await;
+    let body = v1_envelope(&payload("sig-rejected-once", "BUY_SETUP"), now_ms(), &nonce());
+    assert_eq!(rejection_reason(&harness.order(TAIL, body.clone(), HeaderMap::new()).await), "system_halted");
+
+    let other_venue = harness.order("bybit.main.BTC_USDT", body.clone(), HeaderMap::new()).await;
+    assert_eq!(rejection_reason(&other_venue), "replayed_nonce", "the same signed bytes on another subject");
+    let other_producer = body.replace(r#""producer":"titan-brain""#, r#""producer":"someone-else""#);
+    assert_eq!(rejection_reason(&harness.order("bybit.main.BTC_USDT", other_producer, HeaderMap::new()).await), "replayed_nonce");
+
+    let body_resume = br#"{"state":"OPEN","reason":"venue back"}"#;
+    let scoped = "titan.cmd.sys.halt.v1.venue.binance";
+    let event = harness.command(scoped, body_resume, v2_headers(OPS_KEY_ID, OPS_SECRET, scoped, body_resume, now_ms(), &nonce())).await;
+    assert_eq!(event["outcome"], "applied", "{event}");
+    assert_eq!(rejection_reason(&harness.order(TAIL, body, HeaderMap::new()).await), "replayed_nonce", "after the resume");
+    assert!(harness.stored_orders().await.is_empty());
+}
