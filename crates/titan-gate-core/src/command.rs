@@ -110,7 +110,9 @@ fn parse_scope(subject: &str) -> Result<Option<Scope>, UnknownSubject> {
     }
     let (kind, value) = rest.strip_prefix('.').and_then(|rest| rest.split_once('.')).ok_or(UnknownSubject)?;
     let kind = ScopeKind::parse(kind).ok_or(UnknownSubject)?;
-    if value.is_empty() {
+    // Venue, account and symbol are single subject tokens, so a dotted value could never
+    // match an order; it is read as unrecognized, which halts everything.
+    if value.is_empty() || (kind != ScopeKind::Strategy && value.contains('.')) {
         return Err(UnknownSubject);
     }
     Ok(Some(Scope::new(kind, value)))

@@ -113,7 +113,10 @@ impl ControlPlane {
     }
 
     fn command_event(&self, command: &Command, outcome: &Outcome, key_id: Option<&str>, body: &[u8]) -> Value {
-        let scope_mode = outcome.state.entry(command.scope.as_ref()).map_or("RUNNING", |entry| entry.mode.as_str());
+        // The mode in force for the scope: a scoped halt past the scope limit becomes a
+        // global HARD_HALT, which then applies to that scope too.
+        let scoped = outcome.state.entry(command.scope.as_ref()).map_or(titan_gate_core::Mode::Running, |entry| entry.mode);
+        let scope_mode = scoped.max(outcome.state.global.mode).as_str();
         let command_id = titan_gate_core::json::parse(body).ok().and_then(|value| value.get("command_id").and_then(|id| id.as_str().map(str::to_owned)));
         json!({
             "command": command.kind.label(),

@@ -31,6 +31,8 @@ pub struct Gate {
     counts: [AtomicU64; 3],
     /// Nonces in the order replay memory, stored by the intake after each decision.
     pub replay_nonces: AtomicU64,
+    /// Limits slow-consumer warnings to one a second.
+    pub slow_consumer_log: crate::logging::RejectLogLimiter,
 }
 
 /// What `/readyz` checks.
@@ -131,6 +133,7 @@ impl Gate {
             health: Health::default(),
             counts: Default::default(),
             replay_nonces: AtomicU64::new(0),
+            slow_consumer_log: crate::logging::RejectLogLimiter::new(1),
         }
     }
 

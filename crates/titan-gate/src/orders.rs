@@ -89,8 +89,13 @@ impl OrderPath {
                 _ = shutdown.changed(), if !draining => {
                     draining = true;
                     info!("Draining the intake: no new orders, deciding the ones received");
-                    if let Err(error) = subscriber.drain().await {
-                        warn!(error = %error, "Draining the intake subscription failed");
+                    match tokio::time::timeout(std::time::Duration::from_secs(2), subscriber.drain()).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(error)) => warn!(error = %error, "Draining the intake subscription failed"),
+                        Err(_) => {
+                            warn!("Draining the intake timed out; NATS is unreachable");
+                            break;
+                        }
                     }
                     continue;
                 }

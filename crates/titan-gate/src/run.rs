@@ -92,8 +92,10 @@ pub async fn run(settings: Settings, keyring: titan_gate_core::Keyring, env: Env
     }
 
     gate.health.intake_subscribed.store(false, Ordering::Release);
-    if let Err(error) = orders_client.flush().await {
-        warn!(error = %error, "Flushing the order connection failed at shutdown");
+    match tokio::time::timeout(settings.forward_ack_timeout, orders_client.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => warn!(error = %error, "Flushing the order connection failed at shutdown"),
+        Err(_) => warn!("Flushing the order connection timed out at shutdown; NATS is unreachable"),
     }
     drop(control_client);
     info!("titan-gate stopped");
@@ -138,8 +140,14 @@ fn on_event(gate: &Gate, connection: Connection, event: Event) {
             warn!(connection = connection.name(), "NATS disconnected; reconnecting");
         }
         Event::SlowConsumer(subscription) => {
-            counter!(INTAKE_DROPPED_TOTAL).increment(1);
-            warn!(connection = connection.name(), subscription, "NATS client dropped messages: the gate is a slow consumer");
+            // Kept cheap: the client reports each drop through a small event channel and
+            // discards events while it is full, so the count is a lower bound.
+            if matches!(connection, Connection::Orders) {
+                counter!(INTAKE_DROPPED_TOTAL).increment(1);
+            }
+            if gate.slow_consumer_log.permit(titan_gate_core::Reason::RateLimited, std::time::Instant::now()).log {
+                warn!(connection = connection.name(), subscription, "NATS client dropped messages: the gate is a slow consumer");
+            }
         }
         Event::ServerError(server_error) => {
             let text = server_error.to_string();

@@ -182,3 +182,14 @@ async fn sigterm_drains_and_exits_cleanly() {
     assert!(log.contains("titan-gate stopped"), "{log}");
     assert!(!log.contains("still awaiting"), "{log}");
 }
+
+#[tokio::test]
+async fn sigterm_exits_promptly_with_broker_gone() {
+    let mut harness = Harness::start().await;
+    harness.server.kill().unwrap();
+    titan_gate_test_support::wait_until(WAIT, "the gate to notice", || async { harness.gate.status_code("/readyz") == 503 }).await.unwrap();
+    let started = std::time::Instant::now();
+    let status = harness.gate.stop(std::time::Duration::from_secs(15)).unwrap().expect("the gate exits");
+    assert!(status.success(), "exit status {status}\n{}", harness.gate.log());
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "took {:?}\n{}", started.elapsed(), harness.gate.log());
+}

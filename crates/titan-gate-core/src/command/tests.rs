@@ -63,8 +63,18 @@ fn garbage_is_a_global_hard_halt_quoting_the_bytes() {
 fn scoped_subjects_are_read() {
     let command = Command::parse("titan.cmd.sys.halt.v1.venue.binance", br#"{"reason":"venue outage"}"#);
     assert_eq!(command.scope, Some(Scope::new(ScopeKind::Venue, "binance")));
-    let command = Command::parse("titan.cmd.sys.halt.v1.symbol.BTC.USDT", br#"{"reason":"r"}"#);
-    assert_eq!(command.scope, Some(Scope::new(ScopeKind::Symbol, "BTC.USDT")));
+    let command = Command::parse("titan.cmd.sys.halt.v1.strategy.team.scavenger", br#"{"reason":"r"}"#);
+    assert_eq!(command.scope, Some(Scope::new(ScopeKind::Strategy, "team.scavenger")));
+}
+
+#[test]
+fn dotted_subject_scope_halts_globally() {
+    for subject in ["titan.cmd.sys.halt.v1.symbol.BTC.USDT", "titan.cmd.sys.halt.v1.venue.binance.main"] {
+        let command = Command::parse(subject, br#"{"state":"OPEN"}"#);
+        assert_eq!(command.kind, CommandKind::Halt(Mode::HardHalt), "{subject}");
+        assert_eq!(command.scope, None, "{subject}");
+        assert_eq!(command.shape, CommandShape::Unrecognized, "{subject}");
+    }
 }
 
 #[test]
