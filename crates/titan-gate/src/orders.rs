@@ -80,6 +80,8 @@ impl OrderPath {
         self.gate.health.intake_subscribed.store(true, std::sync::atomic::Ordering::Release);
         info!(subject = %subject, queue_group = %settings.queue_group, "Intake subscribed");
 
+        // TODO(#3): share spent nonces between replicas and across restarts; until then the
+        // same signed order sent with two message ids can be admitted once per replica.
         let mut replay = ReplayMemory::new(settings.replay_capacity);
         let mut scratch = String::with_capacity(1024);
         let mut draining = false;
