@@ -24,6 +24,11 @@ impl Mode {
         }
     }
 
+    /// Parses a name as [`Mode::as_str`] writes it, and returns `None` for any other string.
+    pub fn parse(name: &str) -> Option<Mode> {
+        [Mode::Running, Mode::SoftHalt, Mode::HardHalt].into_iter().find(|mode| mode.as_str() == name)
+    }
+
     /// Returns the value of the `titan_gate_mode` gauge: 0 running, 1 soft halt, 2 hard halt.
     pub const fn gauge_value(self) -> u8 {
         match self {
@@ -165,6 +170,17 @@ impl HaltState {
             global: HaltEntry { mode, reason: reason.to_owned(), operator: None, since_ms: now_ms, key_id: None },
             scopes: Default::default(),
         }
+    }
+
+    /// Rebuilds a state from its parts, such as a stored copy. A scope listed twice keeps
+    /// its last entry, so a caller that must reject duplicates compares
+    /// [`HaltState::scope_count`] with the number it passed.
+    pub fn from_parts(epoch: u64, global: HaltEntry, scopes: impl IntoIterator<Item = (Scope, HaltEntry)>) -> Self {
+        let mut tables: [HashMap<String, HaltEntry>; 4] = Default::default();
+        for (scope, entry) in scopes {
+            tables[scope.kind.index()].insert(scope.value, entry);
+        }
+        Self { epoch, global, scopes: tables }
     }
 
     /// Returns the entry in force for one scope, if that scope is halted.

@@ -14,3 +14,4 @@ pub mod logging;
 pub mod metrics;
 pub mod orders;
 pub mod run;
+pub mod store;

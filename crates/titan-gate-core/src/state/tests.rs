@@ -56,3 +56,40 @@ fn scope_limit_turns_into_global_hard_halt() {
     assert_eq!(two.scope_count(), 1);
     assert_eq!(two.apply(&halt(Some(Scope::new(ScopeKind::Symbol, "C")), Mode::HardHalt), 3, 1), Transition::Unchanged);
 }
+
+#[test]
+fn mode_parse_round_trips() {
+    for mode in [Mode::Running, Mode::SoftHalt, Mode::HardHalt] {
+        assert_eq!(Mode::parse(mode.as_str()), Some(mode));
+    }
+    assert_eq!(Mode::parse("hard_halt"), None);
+    assert_eq!(Mode::parse("OPEN"), None);
+}
+
+#[test]
+fn from_parts_rebuilds_applied_state() {
+    let state = HaltState::initial(Mode::Running, "INITIAL_STATE", 0);
+    let Transition::Applied(halted) =
+        state.apply(&halt(Some(Scope::new(ScopeKind::Symbol, "BTC_USDT")), Mode::SoftHalt), 5, 8)
+    else {
+        panic!("scoped halt must apply");
+    };
+    let parts = halted.scopes().into_iter().map(|(scope, entry)| (scope, entry.clone()));
+    let rebuilt = HaltState::from_parts(halted.epoch, halted.global.clone(), parts);
+    assert_eq!(rebuilt, halted);
+}
+
+#[test]
+fn from_parts_keeps_last_duplicate() {
+    let entry = |reason: &str| HaltEntry {
+        mode: Mode::HardHalt,
+        reason: reason.to_owned(),
+        operator: None,
+        since_ms: 1,
+        key_id: None,
+    };
+    let venue = Scope::new(ScopeKind::Venue, "binance");
+    let state = HaltState::from_parts(3, entry("global"), [(venue.clone(), entry("first")), (venue, entry("second"))]);
+    assert_eq!(state.scope_count(), 1);
+    assert_eq!(state.scoped(ScopeKind::Venue, "binance").map(|entry| entry.reason.as_str()), Some("second"));
+}
