@@ -34,6 +34,8 @@ pub const ENV_LOG_FORMAT: &str = "TITAN_GATE_LOG_FORMAT";
 pub const ENV_REJECT_LOGS_PER_SECOND: &str = "TITAN_GATE_REJECT_LOGS_PER_SECOND";
 pub const ENV_INTAKE_PREFIX: &str = "TITAN_GATE_INTAKE_PREFIX";
 pub const ENV_FORWARD_PREFIX: &str = "TITAN_GATE_FORWARD_PREFIX";
+pub const ENV_STATE_BUCKET: &str = "TITAN_GATE_STATE_BUCKET";
+pub const ENV_STATE_REPLICAS: &str = "TITAN_GATE_STATE_REPLICAS";
 
 pub const DEFAULT_INTAKE_PREFIX: &str = "titan.gate.execution.place.v1";
 pub const DEFAULT_FORWARD_PREFIX: &str = "titan.cmd.execution.place.v1";
@@ -45,6 +47,10 @@ pub const DEFAULT_FORWARD_RETRY_WINDOW_MS: u64 = 30_000;
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 4_096;
 pub const DEFAULT_MAX_SCOPES: usize = 10_000;
 pub const DEFAULT_REJECT_LOGS_PER_SECOND: u32 = 10;
+/// The JetStream key-value bucket that stores the halt state.
+pub const DEFAULT_STATE_BUCKET: &str = "TITAN_GATE_STATE";
+/// Replicas of the state bucket when the gate creates it. Use 3 on a 3-node cluster.
+pub const DEFAULT_STATE_REPLICAS: usize = 1;
 /// Messages the NATS client buffers per subscription before it drops and reports a slow consumer.
 pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 65_536;
 
@@ -87,6 +93,8 @@ pub struct FileSettings {
     pub max_scopes: Option<usize>,
     pub log_format: Option<LogFormat>,
     pub reject_logs_per_second: Option<u32>,
+    pub state_bucket: Option<String>,
+    pub state_replicas: Option<usize>,
 }
 
 /// Settings given as flags to `titan-gate run`; they override everything else.
@@ -121,6 +129,10 @@ pub struct Settings {
     pub max_scopes: usize,
     pub log_format: LogFormat,
     pub reject_logs_per_second: u32,
+    /// The key-value bucket that stores the halt state, created if missing.
+    pub state_bucket: String,
+    /// Replicas of the state bucket when the gate creates it. An existing bucket keeps its own.
+    pub state_replicas: usize,
 }
 
 /// How to reach NATS.
@@ -228,6 +240,9 @@ impl Layers<'_> {
         let replay_capacity = self.number(ENV_REPLAY_CAPACITY, "replay_capacity", file.replay_capacity, titan_gate_core::replay::DEFAULT_REPLAY_CAPACITY, 1..=100_000_000);
         let max_scopes = self.number(ENV_MAX_SCOPES, "max_scopes", file.max_scopes, DEFAULT_MAX_SCOPES, 0..=1_000_000);
         let reject_logs_per_second = self.number(ENV_REJECT_LOGS_PER_SECOND, "reject_logs_per_second", file.reject_logs_per_second, DEFAULT_REJECT_LOGS_PER_SECOND, 0..=100_000);
+        // JetStream allows at most 5 replicas of a stream.
+        let state_replicas = self.number(ENV_STATE_REPLICAS, "state_replicas", file.state_replicas, DEFAULT_STATE_REPLICAS, 1..=5);
+        let state_bucket = self.state_bucket(file.state_bucket.clone());
 
         let intake_prefix = self.subject_prefix(ENV_INTAKE_PREFIX, "intake_prefix", file.intake_prefix.clone(), DEFAULT_INTAKE_PREFIX);
         let forward_prefix = self.subject_prefix(ENV_FORWARD_PREFIX, "forward_prefix", file.forward_prefix.clone(), DEFAULT_FORWARD_PREFIX);
@@ -261,7 +276,19 @@ impl Layers<'_> {
             max_scopes,
             log_format,
             reject_logs_per_second,
+            state_bucket,
+            state_replicas,
         }
+    }
+
+    /// Resolves the bucket name, which JetStream key-value limits to letters, digits, '-' and '_'.
+    fn state_bucket(&mut self, from_file: Option<String>) -> String {
+        let bucket = pick(None, self.env_text(ENV_STATE_BUCKET), from_file).unwrap_or_else(|| DEFAULT_STATE_BUCKET.to_owned());
+        let valid = !bucket.is_empty() && bucket.chars().all(|character| character.is_ascii_alphanumeric() || character == '-' || character == '_');
+        if !valid {
+            self.errors.push(format!("state_bucket ({ENV_STATE_BUCKET}): {bucket:?} is not a bucket name; use only letters, digits, '-' and '_'"));
+        }
+        bucket
     }
 
     fn env_text(&self, name: &str) -> Option<String> {

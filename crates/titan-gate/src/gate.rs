@@ -1,12 +1,14 @@
 //! The state one gate process shares between its tasks: the halt state behind one
 //! atomic pointer, the keys, health flags and order counts.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use serde_json::{Value, json};
 use titan_gate_core::{Change, HaltEntry, HaltState, Keyring, Mode, Policy, Transition, Verdict};
+use tracing::error;
 
 use crate::config::Settings;
 use crate::keys::now_ms;
@@ -14,6 +16,11 @@ use crate::metrics;
 
 /// How many permission errors `/readyz` lists at most.
 const MAX_PERMISSION_ERRORS: usize = 16;
+/// Changes kept until the store confirms a write. Commands are rare, so reaching this
+/// means the store has been unwritable for a long time.
+const MAX_UNPERSISTED_CHANGES: usize = 4_096;
+/// The reason of the `HARD_HALT` a gate is in while it cannot read its stored state.
+pub const STATE_UNKNOWN: &str = "STATE_UNKNOWN";
 
 /// One gate process's shared state.
 #[derive(Debug)]
@@ -24,8 +31,13 @@ pub struct Gate {
     pub policy: Policy,
     state: ArcSwap<HaltState>,
     keyring: ArcSwap<Keyring>,
-    /// Serializes state changes so two commands cannot both compute from the same epoch.
-    transition_lock: Mutex<()>,
+    /// Changes applied in memory and not yet written to the store, oldest first. Its lock
+    /// also serializes state changes, so two commands cannot both compute from the same epoch.
+    unpersisted: Mutex<VecDeque<Change>>,
+    /// Wakes the task that writes the state to the store.
+    pub persist_wake: tokio::sync::Notify,
+    /// The store's revision of the last state read or written, 0 before the first.
+    pub state_revision: AtomicU64,
     /// Connection and subscription flags behind `/readyz`.
     pub health: Health,
     counts: [AtomicU64; 3],
@@ -46,8 +58,17 @@ pub struct Health {
     pub intake_subscribed: AtomicBool,
     /// The command and status subscriptions exist.
     pub commands_subscribed: AtomicBool,
-    /// The halt state is loaded.
+    /// The halt state was read from the store since the control connection last connected.
     pub state_loaded: AtomicBool,
+    /// Why the stored state cannot be used, such as an invalid value; `/readyz` lists it.
+    pub state_problem: Mutex<Option<String>>,
+    /// Set when the control connection drops, so the next connect counts as a reconnect.
+    pub control_lost: AtomicBool,
+    /// Counts reconnects of the control connection; a state read started under an older
+    /// count is stale.
+    pub control_generation: AtomicU64,
+    /// Wakes the state task after a reconnect of the control connection.
+    pub control_reconnected: tokio::sync::Notify,
     /// Permission violations the server reported; any keeps the gate unready.
     pub permission_errors: Mutex<Vec<String>>,
     /// The JetStream stream that stores the forward subject, once found.
@@ -75,6 +96,9 @@ impl Health {
                 reasons.push(reason.to_owned());
             }
         }
+        if let Some(problem) = self.state_problem.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref() {
+            reasons.push(problem.clone());
+        }
         let errors = self.permission_errors.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         reasons.extend(errors.iter().map(|error| format!("NATS permission violation: {error}")));
         let stream = self.forward_stream.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -98,9 +122,9 @@ impl Health {
     }
 
     /// Returns why this gate could miss a halt right now, if it could: the control
-    /// connection is down, its subscriptions are not active, or the server denied them.
-    /// Orders are rejected while this is `Some`, because a gate that cannot hear a halt
-    /// must not admit anything.
+    /// connection is down, its subscriptions are not active, the server denied them, or
+    /// the stored state has not been read since the last connect. Orders are rejected
+    /// while this is `Some`, because a gate that cannot hear a halt must not admit anything.
     pub fn control_plane_problem(&self) -> Option<&'static str> {
         if self.commands_denied.load(Ordering::Acquire) {
             Some("the NATS server denied the halt subscriptions, so this gate cannot receive halts; fix its permissions")
@@ -108,9 +132,19 @@ impl Health {
             Some("the control connection to NATS is down, so this gate cannot receive halts")
         } else if !self.commands_subscribed.load(Ordering::Acquire) {
             Some("the halt subscriptions are not active, so this gate cannot receive halts")
+        } else if !self.state_loaded.load(Ordering::Acquire) {
+            Some("the halt state is not loaded yet from the state store, so this gate cannot know whether it is halted")
         } else {
             None
         }
+    }
+
+    /// Records a reconnect of the control connection: the state must be read again before
+    /// orders are admitted, since a halt may have been stored while this gate was away.
+    pub fn record_control_reconnect(&self) {
+        self.state_loaded.store(false, Ordering::Release);
+        self.control_generation.fetch_add(1, Ordering::AcqRel);
+        self.control_reconnected.notify_one();
     }
 
     /// Returns true when both NATS connections are up.
@@ -120,16 +154,19 @@ impl Health {
 }
 
 impl Gate {
-    /// Creates the gate in its initial state: the configured initial mode, reason `INITIAL_STATE`.
+    /// Creates the gate in `HARD_HALT` with reason `STATE_UNKNOWN`, the state it keeps
+    /// until it has read the stored state.
     pub fn new(settings: Settings, keyring: Keyring) -> Self {
         let policy = Policy { max_payload_bytes: settings.max_payload_bytes, clock_window_ms: settings.clock_window_ms, signatures: settings.signatures };
-        let state = HaltState::initial(settings.initial_mode, "INITIAL_STATE", now_ms());
+        let state = HaltState::initial(Mode::HardHalt, STATE_UNKNOWN, now_ms());
         Self {
             settings,
             policy,
             state: ArcSwap::from_pointee(state),
             keyring: ArcSwap::from_pointee(keyring),
-            transition_lock: Mutex::new(()),
+            unpersisted: Mutex::new(VecDeque::new()),
+            persist_wake: tokio::sync::Notify::new(),
+            state_revision: AtomicU64::new(0),
             health: Health::default(),
             counts: Default::default(),
             replay_nonces: AtomicU64::new(0),
@@ -152,17 +189,89 @@ impl Gate {
         self.keyring.store(Arc::new(keyring));
     }
 
-    /// Applies a change at the current time and publishes the new state and its gauges.
-    /// Returns the transition and the state it replaced.
+    /// Applies a change at the current time, publishes the new state and its gauges, and
+    /// queues the change for the state store. Returns the transition and the state it replaced.
     pub fn apply(&self, change: &Change) -> (Transition, Arc<HaltState>) {
-        let _serialized = self.transition_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut unpersisted = self.lock_unpersisted();
         let previous = self.state.load_full();
         let transition = previous.apply(change, now_ms(), self.settings.max_scopes);
         if let Transition::Applied(next) = &transition {
             self.state.store(Arc::new(next.clone()));
             metrics::record_state(next, Some(&previous));
+            if unpersisted.len() >= MAX_UNPERSISTED_CHANGES {
+                // The change stays in force in memory, but a rebase on another replica's
+                // write can no longer re-apply the oldest change.
+                let dropped = unpersisted.pop_front();
+                error!(limit = MAX_UNPERSISTED_CHANGES, dropped = ?dropped, "Too many halt state changes wait for the state store; dropped the oldest");
+            }
+            unpersisted.push_back(change.clone());
+            self.persist_wake.notify_one();
         }
         (transition, previous)
+    }
+
+    /// Applies `HARD_HALT` with reason `STATE_UNKNOWN` in memory only, without queuing it
+    /// for the store, for when the stored state cannot be read.
+    pub fn halt_state_unknown(&self) -> Arc<HaltState> {
+        let _unpersisted = self.lock_unpersisted();
+        let previous = self.state.load_full();
+        let change = Change { scope: None, mode: Mode::HardHalt, reason: STATE_UNKNOWN.to_owned(), operator: None, key_id: None };
+        if let Transition::Applied(next) = previous.apply(&change, now_ms(), self.settings.max_scopes) {
+            self.state.store(Arc::new(next.clone()));
+            metrics::record_state(&next, Some(&previous));
+        }
+        self.state.load_full()
+    }
+
+    /// Replaces the state with `stored`, a state read from the store, re-applying on top of
+    /// it every change not yet written. A change already in force in `stored` drops out of
+    /// the queue, since the store already contains its effect. When changes remain, the
+    /// result gets an epoch above the current one, so the epoch stays monotonic.
+    /// Returns the new state.
+    ///
+    /// NOTE: a re-applied resume is not checked again against the rebased state, so a
+    /// resume signed before a newer stored halt still lifts that halt.
+    pub fn replace_state(&self, stored: HaltState) -> Arc<HaltState> {
+        let mut unpersisted = self.lock_unpersisted();
+        let previous = self.state.load_full();
+        let mut next = stored;
+        let now = now_ms();
+        unpersisted.retain(|change| match next.apply(change, now, self.settings.max_scopes) {
+            Transition::Applied(applied) => {
+                next = applied;
+                true
+            }
+            Transition::Unchanged => false,
+        });
+        if !unpersisted.is_empty() && next.epoch <= previous.epoch {
+            next.epoch = previous.epoch + 1;
+        }
+        let next = Arc::new(next);
+        self.state.store(Arc::clone(&next));
+        metrics::record_state(&next, Some(&previous));
+        next
+    }
+
+    /// Returns the current state and how many queued changes it contains, for a write.
+    pub fn unpersisted_snapshot(&self) -> (Arc<HaltState>, usize) {
+        let unpersisted = self.lock_unpersisted();
+        (self.state.load_full(), unpersisted.len())
+    }
+
+    /// Removes the oldest `count` queued changes once a write that contained them landed.
+    pub fn mark_persisted(&self, count: usize) {
+        let mut unpersisted = self.lock_unpersisted();
+        let count = count.min(unpersisted.len());
+        unpersisted.drain(..count);
+    }
+
+    /// Returns true while some change has not been written to the store.
+    pub fn has_unpersisted(&self) -> bool {
+        !self.lock_unpersisted().is_empty()
+    }
+
+    fn lock_unpersisted(&self) -> std::sync::MutexGuard<'_, VecDeque<Change>> {
+        self.unpersisted.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Counts one order verdict for `/status`.
@@ -200,6 +309,8 @@ impl Gate {
             "orders_connected": self.health.orders_connected.load(Ordering::Acquire),
             "control_connected": self.health.control_connected.load(Ordering::Acquire),
         });
+        status["state_revision"] = json!(self.state_revision.load(Ordering::Acquire));
+        status["state_loaded"] = json!(self.health.state_loaded.load(Ordering::Acquire));
         status["ready"] = json!(unready.is_empty());
         status["unready_reasons"] = json!(unready);
         status["forward_stream"] = json!(*self.health.forward_stream.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
@@ -224,6 +335,9 @@ pub fn format_time_ms(epoch_ms: i64) -> String {
         .and_then(|time| time.format(FORMAT).ok())
         .unwrap_or_else(|| epoch_ms.to_string())
 }
+
+#[cfg(test)]
+mod tests;
 
 fn entry_json(entry: &HaltEntry) -> Value {
     json!({

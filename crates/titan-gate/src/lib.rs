@@ -14,4 +14,5 @@ pub mod logging;
 pub mod metrics;
 pub mod orders;
 pub mod run;
+pub mod state_sync;
 pub mod store;

@@ -18,6 +18,7 @@ use crate::keys::load_keyring;
 use crate::logging::RejectLogLimiter;
 use crate::metrics::{self as gate_metrics, IN_FLIGHT, INTAKE_DROPPED_TOTAL, KEYRING_RELOADS_TOTAL, NATS_CONNECTED, NATS_ERRORS_TOTAL, REPLAY_NONCES};
 use crate::orders::OrderPath;
+use crate::state_sync::StateSync;
 
 /// One of the gate's two NATS connections.
 #[derive(Clone, Copy, Debug)]
@@ -42,7 +43,7 @@ pub async fn run(settings: Settings, keyring: titan_gate_core::Keyring, env: Env
     gate_metrics::register_initial_series(&gate.state());
     gauge!(gate_metrics::REPLAY_CAPACITY).set(gate_metrics::u64_to_f64(gate.settings.replay_capacity as u64));
     let settings = &gate.settings;
-    info!(gate_id = %settings.gate_id, nats_url = %redact_url(&settings.nats.url), http_addr = %settings.http_addr, initial_mode = %gate.state().global.mode, keys = gate.keyring().len(), "titan-gate starting");
+    info!(gate_id = %settings.gate_id, nats_url = %redact_url(&settings.nats.url), http_addr = %settings.http_addr, initial_mode = %settings.initial_mode, state_bucket = %settings.state_bucket, keys = gate.keyring().len(), "titan-gate starting");
 
     let listener = tokio::net::TcpListener::bind(settings.http_addr).await.with_context(|| format!("cannot listen on http_addr {}", settings.http_addr))?;
     let admin = router(AdminState { gate: Arc::clone(&gate), prometheus });
@@ -53,9 +54,6 @@ pub async fn run(settings: Settings, keyring: titan_gate_core::Keyring, env: Env
     });
 
     warn_about_missing_roles(&gate.keyring());
-    // TODO(#3): persist the state in JetStream key-value and read it here; until then a
-    // restarted gate comes back in its initial mode.
-    gate.health.state_loaded.store(true, Ordering::Release);
 
     let orders_client = connect(&gate, Connection::Orders).await?;
     let control_client = connect(&gate, Connection::Control).await?;
@@ -69,6 +67,9 @@ pub async fn run(settings: Settings, keyring: titan_gate_core::Keyring, env: Env
     let order_path = OrderPath::new(Arc::clone(&gate), orders_client.clone(), jetstream, limiter);
     let control = ControlPlane::new(Arc::clone(&gate), control_client.clone());
     let control_task = tokio::spawn(control.run());
+    // Until this task has read the stored state, the gate stays in HARD_HALT STATE_UNKNOWN
+    // and rejects every order.
+    tokio::spawn(StateSync::new(Arc::clone(&gate), control_client.clone()).run());
     let (shutdown_sender, shutdown) = tokio::sync::watch::channel(false);
     let mut intake_task = tokio::spawn(order_path.clone().run(shutdown));
     spawn_periodic_checks(order_path.clone());
@@ -132,11 +133,19 @@ fn on_event(gate: &Gate, connection: Connection, event: Event) {
     };
     match event {
         Event::Connected => {
+            // Marked unloaded before the connection counts as up, so no order is admitted
+            // between the reconnect and the new read of the state.
+            if matches!(connection, Connection::Control) && gate.health.control_lost.swap(false, Ordering::AcqRel) {
+                gate.health.record_control_reconnect();
+            }
             flag.store(true, Ordering::Release);
             info!(connection = connection.name(), "NATS connected");
         }
         Event::Disconnected => {
             flag.store(false, Ordering::Release);
+            if matches!(connection, Connection::Control) {
+                gate.health.control_lost.store(true, Ordering::Release);
+            }
             warn!(connection = connection.name(), "NATS disconnected; reconnecting");
         }
         Event::SlowConsumer(subscription) => {

@@ -17,12 +17,16 @@ fn text(output: &Output) -> String {
 }
 
 async fn second_replica(harness: &Harness) -> GateProcess {
+    second_replica_with(harness, |builder| builder).await
+}
+
+async fn second_replica_with(harness: &Harness, configure: impl FnOnce(GateProcessBuilder) -> GateProcessBuilder) -> GateProcess {
     let keyring = harness.keyring_dir.path().join("keyring.toml");
     let builder: GateProcessBuilder = GateProcess::builder(GATE_BINARY, harness.server.url())
         .gate_id("replica-b")
         .env("TITAN_HMAC_SECRET", V1_SECRET)
         .env("TITAN_GATE_KEYRING", keyring.display().to_string());
-    let gate = builder.start().await.expect("second replica starts");
+    let gate = configure(builder).start().await.expect("second replica starts");
     gate.wait_ready(WAIT).await.expect("second replica ready");
     gate
 }
@@ -76,7 +80,9 @@ async fn resume_without_resume_key_fails_before_publishing() {
 #[tokio::test]
 async fn status_fails_when_replicas_disagree_or_are_missing() {
     let harness = Harness::start().await;
-    let _replica_b = second_replica(&harness).await;
+    // A bucket of its own, so this replica starts in its initial HARD_HALT instead of
+    // adopting the first replica's stored RUNNING state.
+    let _replica_b = second_replica_with(&harness, |builder| builder.env("TITAN_GATE_STATE_BUCKET", "OTHER_STATE")).await;
     let url = harness.server.url();
     let env = [("NATS_URL", url.as_str())];
 

@@ -1,0 +1,87 @@
+use super::*;
+use crate::config::{Environment, FlagSettings};
+use titan_gate_core::{Scope, ScopeKind};
+
+fn gate() -> Gate {
+    let settings = Settings::load(None, &Environment::new(), &FlagSettings::default()).unwrap();
+    Gate::new(settings, Keyring::default())
+}
+
+fn change(scope: Option<Scope>, mode: Mode, reason: &str) -> Change {
+    Change { scope, mode, reason: reason.to_owned(), operator: None, key_id: None }
+}
+
+fn stored(epoch: u64, mode: Mode) -> HaltState {
+    let mut state = HaltState::initial(mode, "stored", 1);
+    state.epoch = epoch;
+    state
+}
+
+#[test]
+fn new_gate_is_state_unknown() {
+    let gate = gate();
+    assert_eq!(gate.state().global.mode, Mode::HardHalt);
+    assert_eq!(gate.state().global.reason, STATE_UNKNOWN);
+    assert!(!gate.health.state_loaded.load(Ordering::Acquire));
+}
+
+#[test]
+fn apply_queues_change_until_persisted() {
+    let gate = gate();
+    gate.replace_state(stored(3, Mode::Running));
+    gate.apply(&change(None, Mode::HardHalt, "halt"));
+
+    let (snapshot, count) = gate.unpersisted_snapshot();
+    assert_eq!(snapshot.epoch, 4);
+    assert_eq!(count, 1);
+    gate.mark_persisted(count);
+    assert!(!gate.has_unpersisted());
+}
+
+#[test]
+fn replace_state_reapplies_pending_change() {
+    let gate = gate();
+    gate.replace_state(stored(3, Mode::Running));
+    gate.apply(&change(Some(Scope::new(ScopeKind::Venue, "okx")), Mode::HardHalt, "okx outage"));
+
+    let state = gate.replace_state(stored(7, Mode::Running));
+    assert_eq!(state.scoped_mode(ScopeKind::Venue, "okx"), Mode::HardHalt);
+    assert_eq!(state.epoch, 8);
+    assert!(gate.has_unpersisted());
+}
+
+#[test]
+fn replace_state_drops_change_in_force() {
+    let gate = gate();
+    gate.replace_state(stored(3, Mode::Running));
+    gate.apply(&change(None, Mode::HardHalt, "halt"));
+
+    let state = gate.replace_state(stored(4, Mode::HardHalt));
+    assert_eq!(state.epoch, 4);
+    assert_eq!(state.global.reason, "stored");
+    assert!(!gate.has_unpersisted());
+}
+
+#[test]
+fn replace_state_keeps_epoch_monotonic() {
+    let gate = gate();
+    gate.replace_state(stored(10, Mode::Running));
+    gate.apply(&change(None, Mode::HardHalt, "halt"));
+
+    let state = gate.replace_state(stored(5, Mode::Running));
+    assert_eq!(state.global.mode, Mode::HardHalt);
+    assert_eq!(state.epoch, 12);
+}
+
+#[test]
+fn control_plane_problem_until_state_loaded() {
+    let gate = gate();
+    gate.health.control_connected.store(true, Ordering::Release);
+    gate.health.commands_subscribed.store(true, Ordering::Release);
+    assert!(gate.health.control_plane_problem().is_some_and(|problem| problem.contains("not loaded")));
+
+    gate.health.state_loaded.store(true, Ordering::Release);
+    assert_eq!(gate.health.control_plane_problem(), None);
+    gate.health.record_control_reconnect();
+    assert!(gate.health.control_plane_problem().is_some_and(|problem| problem.contains("not loaded")));
+}
