@@ -65,7 +65,10 @@ async fn status_page(State(state): State<AdminState>) -> Html<String> {
     let readiness = if unready.is_empty() {
         "<p id=\"ready\">ready: connected to NATS, subscribed, forward stream found</p>".to_owned()
     } else {
-        let items: String = unready.iter().map(|reason| format!("<li>{}</li>", escape(reason))).collect();
+        let mut items = String::new();
+        for reason in &unready {
+            let _ = write!(items, "<li>{}</li>", escape(reason));
+        }
         format!("<div id=\"ready\" style=\"background:#ff8f00;color:#000;padding:8px 24px\"><strong>NOT READY</strong><ul>{items}</ul></div>")
     };
 

@@ -213,9 +213,10 @@ async fn check_forward_stream(order_path: &OrderPath) {
     };
     let mut stream = gate.health.forward_stream.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if *stream != found {
-        match &found {
-            Some(name) => info!(stream = %name, subject = %subject, "Forward stream found"),
-            None => warn!(subject = %subject, "No JetStream stream stores the forward subject; orders will be forward_failed"),
+        if let Some(name) = &found {
+            info!(stream = %name, subject = %subject, "Forward stream found");
+        } else {
+            warn!(subject = %subject, "No JetStream stream stores the forward subject; orders will be forward_failed");
         }
     }
     *stream = found;

@@ -1,6 +1,7 @@
 //! `titan-gate status`: every replica's state, and whether they all agree.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use serde_json::Value;
@@ -101,15 +102,16 @@ fn scoped_halts(replicas: &[ReplicaStatus]) -> String {
     for replica in replicas {
         let scopes = replica.document.get("scopes").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
         for scope in scopes {
-            lines.push_str(&format!(
-                "{}: {} {} since {} by {} ({})\n",
+            let _ = writeln!(
+                lines,
+                "{}: {} {} since {} by {} ({})",
                 replica.gate_id,
                 text_field(scope, "scope"),
                 text_field(scope, "mode"),
                 text_field(scope, "since"),
                 scope.get("operator").and_then(Value::as_str).unwrap_or("-"),
                 text_field(scope, "reason"),
-            ));
+            );
         }
     }
     if !lines.is_empty() {
