@@ -1,6 +1,6 @@
 //! Criterion benchmarks of the in-process decision on one order of about 400 bytes:
 //! v1-signed (parse, JS canonicalization, HMAC, replay memory), v2-signed (parse, HMAC
-//! over the body, replay memory), and rejected by a global HARD_HALT.
+//! over the body, replay memory), and rejected by a global `HARD_HALT`.
 //!
 //! The timed region is `decide` alone. It leaves out receiving the message, building
 //! the signed fixture (done in the untimed setup), the atomic load of the state, and

@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use super::Value;
+use super::string::plain_prefix_length;
 
 /// The largest array index in ECMAScript: 2^32 - 2.
 const MAX_ARRAY_INDEX: u64 = 4_294_967_294;
@@ -123,20 +124,20 @@ fn write_string(text: &str, out: &mut String) {
     let bytes = text.as_bytes();
     let mut run_start = 0;
 
-    while let Some(offset) = bytes[run_start..].iter().position(|&byte| byte == b'"' || byte == b'\\' || byte < 0x20) {
-        let index = run_start + offset;
-        let escape = match bytes[index] {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            control => CONTROL_ESCAPES[usize::from(control)],
-        };
+    loop {
+        let index = run_start + plain_prefix_length(&bytes[run_start..]);
         // The escaped bytes are ASCII, so both slice ends are character boundaries.
         out.push_str(&text[run_start..index]);
+        let escape = match bytes.get(index) {
+            None => break,
+            Some(b'"') => "\\\"",
+            Some(b'\\') => "\\\\",
+            Some(&control) => CONTROL_ESCAPES[usize::from(control)],
+        };
         out.push_str(escape);
         run_start = index + 1;
     }
 
-    out.push_str(&text[run_start..]);
     out.push('"');
 }
 

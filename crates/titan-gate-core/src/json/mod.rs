@@ -8,7 +8,9 @@
 
 mod canonical;
 mod error;
+mod number;
 mod parser;
+mod stacks;
 mod string;
 
 #[cfg(test)]
@@ -91,6 +93,9 @@ impl<'a> Value<'a> {
 }
 
 /// Parses one JSON value, nested at most [`DEFAULT_MAX_DEPTH`] levels deep.
+///
+/// Each thread keeps the parser's working stacks between calls, at most about 100 KiB,
+/// so parsing an order allocates only the vectors of the parsed value.
 pub fn parse(input: &[u8]) -> Result<Value<'_>, JsonError> {
     parse_with_max_depth(input, DEFAULT_MAX_DEPTH)
 }

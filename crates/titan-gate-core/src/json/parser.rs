@@ -1,4 +1,4 @@
-//! The parser's structure: values, arrays and objects, numbers and literals.
+//! The parser's structure: values, arrays and objects, and literals.
 //!
 //! Arrays and objects are parsed with an explicit stack of open containers rather than
 //! recursion, so hostile nesting hits the depth limit without touching the call stack.
@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 
+use super::stacks::Stacks;
 use super::{JsonError, JsonErrorKind, Value};
 
 /// Objects with fewer members than this are checked for duplicate keys by a linear scan,
@@ -13,49 +14,31 @@ use super::{JsonError, JsonErrorKind, Value};
 /// set so that checking stays linear in the member count.
 const LINEAR_SCAN_MAX_MEMBERS: usize = 32;
 
-/// Integers with at most this many digits are below 2^53, so they convert to a double
-/// exactly without the general decimal-to-double algorithm.
-const EXACT_INTEGER_MAX_DIGITS: usize = 15;
-
 /// A single-use parser over one input text.
 pub(super) struct Parser<'a> {
     pub(super) text: &'a str,
     pub(super) bytes: &'a [u8],
     pub(super) pos: usize,
     max_depth: usize,
-    /// Arrays and objects whose closing bracket has not been read yet, innermost last.
-    open_containers: Vec<Frame>,
-    /// Items of all open arrays, in document order. Closing an array moves its tail out,
-    /// so each array costs one allocation of exactly its length.
-    open_items: Vec<Value<'a>>,
-    /// Members of all open objects, moved out the same way. The member whose value is
-    /// being parsed has a `Value::Null` placeholder until the value is complete.
-    open_members: Vec<(Cow<'a, str>, Value<'a>)>,
+    /// Open arrays and objects and their parsed parts.
+    open: Stacks<'a>,
     /// Keys of the open objects too large for a linear duplicate scan, innermost last.
     key_sets: Vec<HashSet<Cow<'a, str>>>,
+    /// The whole document once its last value is complete.
+    document: Option<Value<'a>>,
+}
+
+impl Drop for Parser<'_> {
+    fn drop(&mut self) {
+        std::mem::take(&mut self.open).give_back();
+    }
 }
 
 /// An array or object whose closing bracket has not been read yet.
 #[derive(Debug, Clone, Copy)]
-enum Frame {
+pub(super) enum Frame {
     Array { first_item: usize },
     Object { first_member: usize, has_key_set: bool },
-}
-
-/// The result of reading the start of a value.
-enum ValueStart<'a> {
-    Complete(Value<'a>),
-    OpenedContainer,
-}
-
-/// The result of reading past a complete value.
-enum AfterValue<'a> {
-    /// The value was the whole document.
-    Document(Value<'a>),
-    /// A comma was read, so the next array item or object member value follows.
-    NextValue,
-    /// The parent container was closed and is now itself a complete value.
-    ClosedContainer(Value<'a>),
 }
 
 impl<'a> Parser<'a> {
@@ -64,27 +47,19 @@ impl<'a> Parser<'a> {
         let text = std::str::from_utf8(input)
             .map_err(|error| JsonError::new(JsonErrorKind::InvalidUtf8, error.valid_up_to()))?;
 
-        Ok(Parser {
-            text,
-            bytes: input,
-            pos: 0,
-            max_depth,
-            open_containers: Vec::new(),
-            open_items: Vec::new(),
-            open_members: Vec::new(),
-            key_sets: Vec::new(),
-        })
+        Ok(Parser { text, bytes: input, pos: 0, max_depth, open: Stacks::take(), key_sets: Vec::new(), document: None })
     }
 
     /// Parses the single value that makes up the whole input.
     pub(super) fn parse_document(mut self) -> Result<Value<'a>, JsonError> {
-        let value = self.parse_value()?;
+        self.parse_value()?;
 
         self.skip_whitespace();
         if self.pos < self.bytes.len() {
             return Err(self.error(JsonErrorKind::TrailingCharacters));
         }
-        Ok(value)
+        // `parse_value` stores the document before it returns `Ok`.
+        Ok(self.document.take().unwrap_or(Value::Null))
     }
 
     pub(super) fn error(&self, kind: JsonErrorKind) -> JsonError {
@@ -100,10 +75,12 @@ impl<'a> Parser<'a> {
         }
     }
 
+    #[inline]
     pub(super) fn peek(&self) -> Option<u8> {
         self.bytes.get(self.pos).copied()
     }
 
+    #[inline]
     fn skip_whitespace(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
             self.pos += 1;
@@ -118,113 +95,159 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    fn parse_value(&mut self) -> Result<Value<'a>, JsonError> {
+    /// Parses one value, with all the arrays and objects nested in it, into `document`.
+    ///
+    /// Each pass of the loop reads the start of a value. A scalar or an empty container
+    /// is complete at once and goes straight into its parent, and then
+    /// [`Self::parse_separators`] reads the commas and closing brackets that follow.
+    /// An opening bracket or a comma sends the parser back to the next value.
+    fn parse_value(&mut self) -> Result<(), JsonError> {
         loop {
-            let mut value = match self.parse_value_start()? {
-                ValueStart::Complete(value) => value,
-                ValueStart::OpenedContainer => continue,
-            };
-
-            loop {
-                match self.parse_after_value(value)? {
-                    AfterValue::Document(value) => return Ok(value),
-                    AfterValue::NextValue => break,
-                    AfterValue::ClosedContainer(container) => value = container,
+            self.skip_whitespace();
+            match self.peek() {
+                Some(b'"') => {
+                    let text = self.parse_string()?;
+                    self.store(Value::String(text));
                 }
-            }
-        }
-    }
-
-    /// Parses a scalar, or opens an array or object and pushes it on `open_containers`.
-    fn parse_value_start(&mut self) -> Result<ValueStart<'a>, JsonError> {
-        self.skip_whitespace();
-
-        let value = match self.peek() {
-            Some(bracket @ (b'[' | b'{')) => {
-                if self.open_containers.len() >= self.max_depth {
-                    let max_depth = self.max_depth;
-                    return Err(self.error(JsonErrorKind::DepthLimitExceeded { max_depth }));
+                Some(b'-' | b'0'..=b'9') => {
+                    let number = self.parse_number()?;
+                    self.store(Value::Number(number));
                 }
-                self.pos += 1;
-                self.skip_whitespace();
-                return self.open_container(bracket);
+                Some(b'{') => {
+                    if self.open_object()? {
+                        continue;
+                    }
+                }
+                Some(b'[') => {
+                    if self.open_array()? {
+                        continue;
+                    }
+                }
+                Some(b't') => {
+                    self.parse_literal(b"true")?;
+                    self.store(Value::Bool(true));
+                }
+                Some(b'f') => {
+                    self.parse_literal(b"false")?;
+                    self.store(Value::Bool(false));
+                }
+                Some(b'n') => {
+                    self.parse_literal(b"null")?;
+                    self.store(Value::Null);
+                }
+                _ => return Err(self.unexpected()),
             }
-            Some(b'"') => Value::String(self.parse_string()?),
-            Some(b'-' | b'0'..=b'9') => Value::Number(self.parse_number()?),
-            Some(b't') => self.parse_literal(b"true", Value::Bool(true))?,
-            Some(b'f') => self.parse_literal(b"false", Value::Bool(false))?,
-            Some(b'n') => self.parse_literal(b"null", Value::Null)?,
-            _ => return Err(self.unexpected()),
-        };
-        Ok(ValueStart::Complete(value))
+
+            if !self.parse_separators()? {
+                return Ok(());
+            }
+        }
     }
 
-    /// Continues after an opening bracket: an empty container is complete at once.
-    fn open_container(&mut self, bracket: u8) -> Result<ValueStart<'a>, JsonError> {
-        if bracket == b'[' {
-            if self.peek() == Some(b']') {
-                self.pos += 1;
-                return Ok(ValueStart::Complete(Value::Array(Vec::new())));
-            }
-            let first_item = self.open_items.len();
-            self.open_containers.push(Frame::Array { first_item });
-            return Ok(ValueStart::OpenedContainer);
-        }
-
-        if self.peek() == Some(b'}') {
-            self.pos += 1;
-            return Ok(ValueStart::Complete(Value::Object(Vec::new())));
-        }
-        let first_member = self.open_members.len();
-        self.open_containers.push(Frame::Object { first_member, has_key_set: false });
-        self.parse_member_key(first_member, false)?;
-        Ok(ValueStart::OpenedContainer)
-    }
-
-    /// Stores a complete value in its parent, then reads the comma or closing bracket.
-    fn parse_after_value(&mut self, value: Value<'a>) -> Result<AfterValue<'a>, JsonError> {
-        let Some(&parent) = self.open_containers.last() else {
-            return Ok(AfterValue::Document(value));
-        };
-        match parent {
-            Frame::Array { .. } => self.open_items.push(value),
-            Frame::Object { .. } => {
-                if let Some(member) = self.open_members.last_mut() {
+    /// Puts a complete value where it belongs: in the innermost open container, or in
+    /// `document` when there is none.
+    ///
+    /// Each value is built where `store` is called and stored at once. Returning it to a
+    /// shared local first made the compiler copy it through the stack, and reading that
+    /// copy back stalled, because store-to-load forwarding fails from the narrower stores
+    /// that had just written it.
+    #[allow(clippy::inline_always, reason = "the point is to build each value where it is stored")]
+    #[inline(always)]
+    fn store(&mut self, value: Value<'a>) {
+        match self.open.containers.last() {
+            Some(Frame::Array { .. }) => self.open.items.push(value),
+            Some(Frame::Object { .. }) => {
+                if let Some(member) = self.open.members.last_mut() {
                     member.1 = value;
                 }
             }
+            None => self.document = Some(value),
         }
+    }
 
-        self.skip_whitespace();
-        if self.peek() == Some(b',') {
-            self.pos += 1;
-            if let Frame::Object { first_member, has_key_set } = parent {
-                self.skip_whitespace();
-                self.parse_member_key(first_member, has_key_set)?;
-            }
-            return Ok(AfterValue::NextValue);
-        }
-
-        self.open_containers.pop();
-        match parent {
-            Frame::Array { first_item } => {
-                self.expect_byte(b']')?;
-                let items = self.open_items.split_off(first_item);
-                Ok(AfterValue::ClosedContainer(Value::Array(items)))
-            }
-            Frame::Object { first_member, has_key_set } => {
-                self.expect_byte(b'}')?;
-                if has_key_set {
-                    self.key_sets.pop();
+    /// Reads the commas and closing brackets after a complete value, storing each
+    /// container it closes. Returns true after a comma, when another value follows, and
+    /// false when the document is complete.
+    fn parse_separators(&mut self) -> Result<bool, JsonError> {
+        loop {
+            let Some(&parent) = self.open.containers.last() else {
+                return Ok(false);
+            };
+            self.skip_whitespace();
+            if self.peek() == Some(b',') {
+                self.pos += 1;
+                if let Frame::Object { first_member, has_key_set } = parent {
+                    self.skip_whitespace();
+                    self.parse_member_key(first_member, has_key_set)?;
                 }
-                let members = self.open_members.split_off(first_member);
-                Ok(AfterValue::ClosedContainer(Value::Object(members)))
+                return Ok(true);
+            }
+
+            match parent {
+                Frame::Array { first_item } => {
+                    self.expect_byte(b']')?;
+                    self.open.containers.pop();
+                    let items = self.open.items.split_off(first_item);
+                    self.store(Value::Array(items));
+                }
+                Frame::Object { first_member, has_key_set } => {
+                    self.expect_byte(b'}')?;
+                    self.open.containers.pop();
+                    if has_key_set {
+                        self.key_sets.pop();
+                    }
+                    let members = self.open.members.split_off(first_member);
+                    self.store(Value::Object(members));
+                }
             }
         }
     }
 
+    /// Fails when one more open container would exceed the maximum depth.
+    fn check_depth(&self) -> Result<(), JsonError> {
+        if self.open.containers.len() >= self.max_depth {
+            let max_depth = self.max_depth;
+            return Err(self.error(JsonErrorKind::DepthLimitExceeded { max_depth }));
+        }
+        Ok(())
+    }
+
+    /// Continues after `[`. Stores the empty array `[]` and returns false, or returns
+    /// true after pushing the new array on the open containers when an item follows.
+    fn open_array(&mut self) -> Result<bool, JsonError> {
+        self.check_depth()?;
+        self.pos += 1;
+        self.skip_whitespace();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            self.store(Value::Array(Vec::new()));
+            return Ok(false);
+        }
+        let first_item = self.open.items.len();
+        self.open.containers.push(Frame::Array { first_item });
+        Ok(true)
+    }
+
+    /// Continues after `{`. Stores the empty object `{}` and returns false, or returns
+    /// true after pushing the new object on the open containers and reading its first key.
+    fn open_object(&mut self) -> Result<bool, JsonError> {
+        self.check_depth()?;
+        self.pos += 1;
+        self.skip_whitespace();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            self.store(Value::Object(Vec::new()));
+            return Ok(false);
+        }
+        let first_member = self.open.members.len();
+        self.open.containers.push(Frame::Object { first_member, has_key_set: false });
+        self.parse_member_key(first_member, false)?;
+        Ok(true)
+    }
+
     /// Parses `"key" :` for the innermost open object and pushes the member with a
-    /// placeholder value. Rejects a `__proto__` key or one the object already has.
+    /// `Value::Null` placeholder, which [`Self::store`] replaces once the value is
+    /// complete. Rejects a `__proto__` key or one the object already has.
     fn parse_member_key(&mut self, first_member: usize, has_key_set: bool) -> Result<(), JsonError> {
         let key_offset = self.pos;
         if self.peek() != Some(b'"') {
@@ -241,7 +264,7 @@ impl<'a> Parser<'a> {
 
         self.skip_whitespace();
         self.expect_byte(b':')?;
-        self.open_members.push((key, Value::Null));
+        self.open.members.push((key, Value::Null));
         Ok(())
     }
 
@@ -255,103 +278,42 @@ impl<'a> Parser<'a> {
             return self.key_sets.last_mut().is_none_or(|keys| keys.insert(key.clone()));
         }
 
-        let earlier_members = self.open_members.get(first_member..).unwrap_or_default();
-        if earlier_members.iter().any(|(name, _)| name == key) {
+        let earlier_members = self.open.members.get(first_member..).unwrap_or_default();
+        if earlier_members.iter().any(|(name, _)| same_text(name, key)) {
             return false;
         }
         if earlier_members.len() >= LINEAR_SCAN_MAX_MEMBERS {
             let mut keys: HashSet<Cow<'a, str>> = earlier_members.iter().map(|(name, _)| name.clone()).collect();
             keys.insert(key.clone());
             self.key_sets.push(keys);
-            if let Some(Frame::Object { has_key_set, .. }) = self.open_containers.last_mut() {
+            if let Some(Frame::Object { has_key_set, .. }) = self.open.containers.last_mut() {
                 *has_key_set = true;
             }
         }
         true
     }
 
-    fn parse_literal(&mut self, word: &[u8], value: Value<'a>) -> Result<Value<'a>, JsonError> {
+    fn parse_literal(&mut self, word: &[u8]) -> Result<(), JsonError> {
         for &expected in word {
             self.expect_byte(expected)?;
         }
-        Ok(value)
-    }
-
-    /// Parses `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?` into the nearest double.
-    fn parse_number(&mut self) -> Result<f64, JsonError> {
-        let start = self.pos;
-        let negative = self.peek() == Some(b'-');
-        if negative {
-            self.pos += 1;
-        }
-
-        let integer_start = self.pos;
-        match self.peek() {
-            Some(b'0') => {
-                self.pos += 1;
-                if let Some(b'0'..=b'9') = self.peek() {
-                    return Err(self.error(JsonErrorKind::InvalidNumber));
-                }
-            }
-            Some(b'1'..=b'9') => self.skip_digits(),
-            _ => return Err(self.invalid_number()),
-        }
-        let integer_end = self.pos;
-
-        let mut is_integer = true;
-        if self.peek() == Some(b'.') {
-            self.pos += 1;
-            self.expect_digits()?;
-            is_integer = false;
-        }
-        if let Some(b'e' | b'E') = self.peek() {
-            self.pos += 1;
-            if let Some(b'+' | b'-') = self.peek() {
-                self.pos += 1;
-            }
-            self.expect_digits()?;
-            is_integer = false;
-        }
-
-        if is_integer && integer_end - integer_start <= EXACT_INTEGER_MAX_DIGITS {
-            let magnitude = self.bytes[integer_start..integer_end]
-                .iter()
-                .fold(0u64, |acc, digit| acc * 10 + u64::from(digit - b'0'));
-            #[allow(clippy::cast_precision_loss, reason = "the integer is below 2^53, so exact")]
-            let magnitude = magnitude as f64;
-            return Ok(if negative { -magnitude } else { magnitude });
-        }
-
-        // Rust's float parsing rounds correctly, as the ECMAScript number grammar requires.
-        let number: f64 =
-            self.text[start..self.pos].parse().map_err(|_| JsonError::new(JsonErrorKind::InvalidNumber, start))?;
-        if number.is_infinite() {
-            return Err(JsonError::new(JsonErrorKind::NumberOutOfRange, start));
-        }
-        Ok(number)
-    }
-
-    fn skip_digits(&mut self) {
-        while let Some(b'0'..=b'9') = self.peek() {
-            self.pos += 1;
-        }
-    }
-
-    /// Skips one or more digits, as required after `.` and the exponent marker.
-    fn expect_digits(&mut self) -> Result<(), JsonError> {
-        if !matches!(self.peek(), Some(b'0'..=b'9')) {
-            return Err(self.invalid_number());
-        }
-        self.skip_digits();
         Ok(())
     }
+}
 
-    /// Returns `UnexpectedEnd` at the end of input and `InvalidNumber` elsewhere.
-    fn invalid_number(&self) -> JsonError {
-        if self.pos < self.bytes.len() {
-            self.error(JsonErrorKind::InvalidNumber)
-        } else {
-            self.error(JsonErrorKind::UnexpectedEnd)
+/// Compares two keys, testing the length and then the first and last eight bytes as
+/// words before the whole text, because the keys of one object often share a length.
+fn same_text(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    match (a.first_chunk::<8>(), b.first_chunk::<8>(), a.last_chunk::<8>(), b.last_chunk::<8>()) {
+        (Some(a_head), Some(b_head), Some(a_tail), Some(b_tail)) => {
+            u64::from_ne_bytes(*a_head) == u64::from_ne_bytes(*b_head)
+                && u64::from_ne_bytes(*a_tail) == u64::from_ne_bytes(*b_tail)
+                && (a.len() <= 16 || a == b)
         }
+        _ => a.iter().zip(b).all(|(x, y)| x == y),
     }
 }
