@@ -54,7 +54,13 @@ fn decision(c: &mut Criterion) {
                 v2_order(sequence)
             },
             |(body, nonce, signature)| {
-                let headers = OrderHeaders { msg_id: None, key_id: Some(V2_KEY_ID), timestamp: Some(&timestamp), nonce: Some(&nonce), signature: Some(&signature) };
+                let headers = OrderHeaders {
+                    msg_id: None,
+                    key_id: Some(V2_KEY_ID),
+                    timestamp: Some(&timestamp),
+                    nonce: Some(&nonce),
+                    signature: Some(&signature),
+                };
                 let order = Order { subject: SUBJECT, tail: TAIL, body: &body, headers };
                 let decision = titan_gate_core::decide(&order, &context, &mut replay.borrow_mut(), &mut scratch);
                 assert!(matches!(decision, Decision::Admit(_)), "{decision:?}");
@@ -68,7 +74,8 @@ fn decision(c: &mut Criterion) {
     let body = v1_order(0);
     group.bench_function("halted", |b| {
         b.iter(|| {
-            let order = Order { subject: SUBJECT, tail: TAIL, body: black_box(&body), headers: OrderHeaders::default() };
+            let order =
+                Order { subject: SUBJECT, tail: TAIL, body: black_box(&body), headers: OrderHeaders::default() };
             let decision = titan_gate_core::decide(&order, &halted_context, &mut replay.borrow_mut(), &mut scratch);
             black_box(decision)
         });

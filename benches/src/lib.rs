@@ -27,7 +27,10 @@ pub fn payload(signal_id: &str) -> String {
 
 /// The keys the benchmarks sign with.
 pub fn keyring() -> Keyring {
-    Keyring::new([Key::new(DEFAULT_KEY_ID, V1_SECRET, vec![Role::Order]), Key::new(V2_KEY_ID, V2_SECRET, vec![Role::Order])])
+    Keyring::new([
+        Key::new(DEFAULT_KEY_ID, V1_SECRET, vec![Role::Order]),
+        Key::new(V2_KEY_ID, V2_SECRET, vec![Role::Order]),
+    ])
 }
 
 /// A v1-signed envelope with nonce number `sequence`.

@@ -1,9 +1,9 @@
 //! Halt and resume commands: reading every payload shape Titan uses, checking who signed
 //! them, and deciding whether they change the state.
 
-use crate::decide::{check_nonce_format, parse_timestamp, OrderHeaders};
+use crate::decide::{OrderHeaders, check_nonce_format, parse_timestamp};
 use crate::json::{self, Value};
-use crate::keyring::{truncate, KeyError, Keyring, Role};
+use crate::keyring::{KeyError, Keyring, Role, truncate};
 use crate::replay::{ReplayError, ReplayMemory};
 use crate::signature::{self, SignatureError};
 use crate::state::{Change, HaltState, Mode, Scope, ScopeKind};
@@ -76,8 +76,12 @@ impl Command {
         };
         let value = match json::parse(body) {
             Ok(value) if value.as_object().is_some() => value,
-            Ok(_) | Err(_) if body.iter().all(u8::is_ascii_whitespace) => return unrecognized("empty halt command", body),
-            Ok(value) => return unrecognized(&format!("halt command is a JSON {}, not an object", value.kind_name()), body),
+            Ok(_) | Err(_) if body.iter().all(u8::is_ascii_whitespace) => {
+                return unrecognized("empty halt command", body);
+            }
+            Ok(value) => {
+                return unrecognized(&format!("halt command is a JSON {}, not an object", value.kind_name()), body);
+            }
             Err(error) => return unrecognized(&format!("halt command is not valid JSON ({error})"), body),
         };
         let mut command = match read_shape(&value) {
@@ -135,7 +139,9 @@ fn unrecognized(problem: &str, body: &[u8]) -> Command {
 }
 
 fn read_shape(value: &Value<'_>) -> Result<Command, String> {
-    let text = |object: &Value<'_>, key: &str| object.get(key).and_then(Value::as_str).map(|text| truncate(text, ECHO_BYTES).to_owned());
+    let text = |object: &Value<'_>, key: &str| {
+        object.get(key).and_then(Value::as_str).map(|text| truncate(text, ECHO_BYTES).to_owned())
+    };
     let reason = text(value, "reason");
     let operator = text(value, "operator");
     let source = text(value, "source");
@@ -233,15 +239,25 @@ pub struct SignedMessage<'a> {
 }
 
 /// Checks a command's v2 signature for `role`. A valid signature consumes its nonce.
-pub fn authenticate(message: &SignedMessage<'_>, role: Role, keyring: &Keyring, replay: &mut ReplayMemory, now_ms: i64, clock_window_ms: i64) -> Result<Signer, AuthError> {
+pub fn authenticate(
+    message: &SignedMessage<'_>,
+    role: Role,
+    keyring: &Keyring,
+    replay: &mut ReplayMemory,
+    now_ms: i64,
+    clock_window_ms: i64,
+) -> Result<Signer, AuthError> {
     let SignedMessage { subject, body, headers } = message;
     let signature_text = headers.signature.ok_or(AuthError::Unsigned)?;
-    let missing = |name: &str| AuthError::MalformedHeaders(format!("header {name} is missing; a v2 signature needs it"));
+    let missing =
+        |name: &str| AuthError::MalformedHeaders(format!("header {name} is missing; a v2 signature needs it"));
     let key_id = headers.key_id.ok_or_else(|| missing("Titan-Key-Id"))?;
     let timestamp_text = headers.timestamp.ok_or_else(|| missing("Titan-Timestamp"))?;
     let nonce = headers.nonce.ok_or_else(|| missing("Titan-Nonce"))?;
-    let timestamp_ms = parse_timestamp(timestamp_text).map_err(|rejection| AuthError::MalformedHeaders(rejection.detail.into_owned()))?;
-    check_nonce_format(nonce, "header Titan-Nonce").map_err(|rejection| AuthError::MalformedHeaders(rejection.detail.into_owned()))?;
+    let timestamp_ms = parse_timestamp(timestamp_text)
+        .map_err(|rejection| AuthError::MalformedHeaders(rejection.detail.into_owned()))?;
+    check_nonce_format(nonce, "header Titan-Nonce")
+        .map_err(|rejection| AuthError::MalformedHeaders(rejection.detail.into_owned()))?;
 
     let key = keyring.authorize(key_id, role, now_ms)?;
     signature::verify_v2(key, subject, timestamp_text, nonce, body, signature_text)?;
@@ -305,7 +321,10 @@ pub fn evaluate(command: &Command, authentication: &Result<Signer, AuthError>, s
         && entry.mode.is_halted()
         && signer.timestamp_ms <= entry.since_ms
     {
-        return CommandDecision::Refuse(Refusal::SignedBeforeHalt { signed_ms: signer.timestamp_ms, halt_since_ms: entry.since_ms });
+        return CommandDecision::Refuse(Refusal::SignedBeforeHalt {
+            signed_ms: signer.timestamp_ms,
+            halt_since_ms: entry.since_ms,
+        });
     }
     CommandDecision::Apply(change)
 }

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use crate::envelope::Envelope;
 use crate::json::{self, Value};
-use crate::keyring::{KeyError, Keyring, Role, DEFAULT_KEY_ID};
+use crate::keyring::{DEFAULT_KEY_ID, KeyError, Keyring, Role};
 use crate::reason::Reason;
 use crate::replay::{ReplayError, ReplayMemory};
 use crate::signature::{self, SignatureError};
@@ -42,7 +42,11 @@ pub struct Policy {
 
 impl Default for Policy {
     fn default() -> Self {
-        Self { max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES, clock_window_ms: DEFAULT_CLOCK_WINDOW_MS, signatures: SignaturePolicy::Any }
+        Self {
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            clock_window_ms: DEFAULT_CLOCK_WINDOW_MS,
+            signatures: SignaturePolicy::Any,
+        }
     }
 }
 
@@ -137,7 +141,12 @@ pub fn decide(order: &Order<'_>, context: &Context<'_>, replay: &mut ReplayMemor
     }
 }
 
-fn decide_inner(order: &Order<'_>, context: &Context<'_>, replay: &mut ReplayMemory, scratch: &mut String) -> Result<Admission, Rejection> {
+fn decide_inner(
+    order: &Order<'_>,
+    context: &Context<'_>,
+    replay: &mut ReplayMemory,
+    scratch: &mut String,
+) -> Result<Admission, Rejection> {
     let state = context.state;
     if state.global.mode == Mode::HardHalt {
         return Err(halted(None, Mode::HardHalt));
@@ -155,7 +164,8 @@ fn decide_inner(order: &Order<'_>, context: &Context<'_>, replay: &mut ReplayMem
         let detail = format!("body is {} bytes, the limit is {}", order.body.len(), context.policy.max_payload_bytes);
         return Err(Rejection::new(Reason::PayloadTooLarge, detail));
     }
-    let value = json::parse(order.body).map_err(|error| Rejection::new(Reason::Malformed, format!("invalid JSON: {error}")))?;
+    let value =
+        json::parse(order.body).map_err(|error| Rejection::new(Reason::Malformed, format!("invalid JSON: {error}")))?;
     let envelope = Envelope::read(&value).map_err(|error| Rejection::new(Reason::Malformed, error.to_string()))?;
     let strategy = envelope.strategy();
     let reducing = envelope.intent.intent_type.is_reducing();
@@ -194,7 +204,9 @@ impl<'a> Route<'a> {
 fn route_mode(state: &HaltState, route: &Route<'_>) -> (Mode, Option<Scope>) {
     let mut mode = state.global.mode;
     let mut scope = None;
-    for (kind, value) in [(ScopeKind::Venue, route.venue), (ScopeKind::Account, route.account), (ScopeKind::Symbol, route.symbol)] {
+    for (kind, value) in
+        [(ScopeKind::Venue, route.venue), (ScopeKind::Account, route.account), (ScopeKind::Symbol, route.symbol)]
+    {
         raise_mode(state, kind, value, &mut mode, &mut scope);
     }
     (mode, scope)
@@ -204,7 +216,8 @@ fn route_mode(state: &HaltState, route: &Route<'_>) -> (Mode, Option<Scope>) {
 /// and strategy. The forwarder calls this again just before publishing when the state
 /// changed after the decision, so a halt applied in between still stops the order.
 pub fn check_halt(state: &HaltState, tail: &str, strategy: &str, reducing: bool) -> Result<(), Rejection> {
-    let route = Route::parse(tail).ok_or_else(|| Rejection::new(Reason::Malformed, "subject must end in {venue}.{account}.{symbol}"))?;
+    let route = Route::parse(tail)
+        .ok_or_else(|| Rejection::new(Reason::Malformed, "subject must end in {venue}.{account}.{symbol}"))?;
     check_modes(state, &route, strategy, reducing)
 }
 
@@ -233,16 +246,25 @@ fn raise_mode(state: &HaltState, kind: ScopeKind, value: &str, mode: &mut Mode, 
 fn halted(scope: Option<Scope>, mode: Mode) -> Rejection {
     let (reason, detail): (Reason, Cow<'static, str>) = match (&scope, mode) {
         (None, Mode::HardHalt) => (Reason::SystemHalted, Cow::Borrowed("the gate is in HARD_HALT")),
-        (None, _) => (Reason::ReduceOnly, Cow::Borrowed("the gate is in SOFT_HALT: only CLOSE, CLOSE_LONG and CLOSE_SHORT pass")),
+        (None, _) => {
+            (Reason::ReduceOnly, Cow::Borrowed("the gate is in SOFT_HALT: only CLOSE, CLOSE_LONG and CLOSE_SHORT pass"))
+        }
         (Some(scope), Mode::HardHalt) => (Reason::SystemHalted, format!("{scope} is in HARD_HALT").into()),
-        (Some(scope), _) => (Reason::ReduceOnly, format!("{scope} is in SOFT_HALT: only CLOSE, CLOSE_LONG and CLOSE_SHORT pass").into()),
+        (Some(scope), _) => {
+            (Reason::ReduceOnly, format!("{scope} is in SOFT_HALT: only CLOSE, CLOSE_LONG and CLOSE_SHORT pass").into())
+        }
     };
     Rejection { reason, detail, halted_scope: scope }
 }
 
 /// Checks every signature present and that the policy's required one is among them.
 /// Returns the id of the key that signed (the v2 key when both schemes are present).
-fn check_signatures(order: &Order<'_>, envelope: &Envelope<'_, '_>, context: &Context<'_>, scratch: &mut String) -> Result<String, Rejection> {
+fn check_signatures(
+    order: &Order<'_>,
+    envelope: &Envelope<'_, '_>,
+    context: &Context<'_>,
+    scratch: &mut String,
+) -> Result<String, Rejection> {
     let has_v2 = order.headers.signature.is_some();
     let has_v1 = envelope.sig.is_some();
     let required_present = match context.policy.signatures {
@@ -252,9 +274,13 @@ fn check_signatures(order: &Order<'_>, envelope: &Envelope<'_, '_>, context: &Co
     };
     if !required_present {
         let detail = match context.policy.signatures {
-            SignaturePolicy::Any => "no signature: sign the envelope (sig, ts, nonce) or add the Titan-Signature headers",
+            SignaturePolicy::Any => {
+                "no signature: sign the envelope (sig, ts, nonce) or add the Titan-Signature headers"
+            }
             SignaturePolicy::V1 => "no Titan v1 signature: this gate requires sig, ts and nonce in the envelope",
-            SignaturePolicy::V2 => "no v2 signature: this gate requires the Titan-Key-Id, Titan-Timestamp, Titan-Nonce and Titan-Signature headers",
+            SignaturePolicy::V2 => {
+                "no v2 signature: this gate requires the Titan-Key-Id, Titan-Timestamp, Titan-Nonce and Titan-Signature headers"
+            }
         };
         return Err(Rejection::new(Reason::Unsigned, detail));
     }
@@ -271,8 +297,12 @@ fn check_signatures(order: &Order<'_>, envelope: &Envelope<'_, '_>, context: &Co
 
 fn check_v1(envelope: &Envelope<'_, '_>, context: &Context<'_>, scratch: &mut String) -> Result<String, Rejection> {
     let signature_text = envelope.sig.unwrap_or_default();
-    let ts = envelope.ts.ok_or_else(|| Rejection::new(Reason::Malformed, "field `ts` is missing; a signed envelope needs it"))?;
-    let nonce = envelope.nonce.ok_or_else(|| Rejection::new(Reason::Malformed, "field `nonce` is missing; a signed envelope needs it"))?;
+    let ts = envelope
+        .ts
+        .ok_or_else(|| Rejection::new(Reason::Malformed, "field `ts` is missing; a signed envelope needs it"))?;
+    let nonce = envelope
+        .nonce
+        .ok_or_else(|| Rejection::new(Reason::Malformed, "field `nonce` is missing; a signed envelope needs it"))?;
     check_nonce_format(nonce, "field `nonce`")?;
     let key_id = envelope.key_id.unwrap_or(DEFAULT_KEY_ID);
     let key = authorize(context, key_id, envelope.strategy())?;
@@ -287,14 +317,21 @@ fn check_v1(envelope: &Envelope<'_, '_>, context: &Context<'_>, scratch: &mut St
 fn check_v2(order: &Order<'_>, envelope: &Envelope<'_, '_>, context: &Context<'_>) -> Result<String, Rejection> {
     let headers = &order.headers;
     let signature_text = headers.signature.unwrap_or_default();
-    let key_id = headers.key_id.ok_or_else(|| Rejection::new(Reason::Malformed, "header Titan-Key-Id is missing; a v2 signature needs it"))?;
-    let timestamp_text = headers.timestamp.ok_or_else(|| Rejection::new(Reason::Malformed, "header Titan-Timestamp is missing; a v2 signature needs it"))?;
-    let nonce = headers.nonce.ok_or_else(|| Rejection::new(Reason::Malformed, "header Titan-Nonce is missing; a v2 signature needs it"))?;
+    let key_id = headers
+        .key_id
+        .ok_or_else(|| Rejection::new(Reason::Malformed, "header Titan-Key-Id is missing; a v2 signature needs it"))?;
+    let timestamp_text = headers.timestamp.ok_or_else(|| {
+        Rejection::new(Reason::Malformed, "header Titan-Timestamp is missing; a v2 signature needs it")
+    })?;
+    let nonce = headers
+        .nonce
+        .ok_or_else(|| Rejection::new(Reason::Malformed, "header Titan-Nonce is missing; a v2 signature needs it"))?;
     let timestamp = parse_timestamp(timestamp_text)?;
     check_nonce_format(nonce, "header Titan-Nonce")?;
     let key = authorize(context, key_id, envelope.strategy())?;
 
-    signature::verify_v2(key, order.subject, timestamp_text, nonce, order.body, signature_text).map_err(|error| signature_rejection(error, "v2"))?;
+    signature::verify_v2(key, order.subject, timestamp_text, nonce, order.body, signature_text)
+        .map_err(|error| signature_rejection(error, "v2"))?;
     check_clock(timestamp, context)?;
     Ok(key.id.clone())
 }
@@ -308,7 +345,10 @@ fn authorize<'k>(context: &Context<'k>, key_id: &str, strategy: &str) -> Result<
     if let Some(bound) = &key.strategy
         && bound != strategy
     {
-        return Err(Rejection::new(Reason::UnknownKey, format!("key {:?} signs only for strategy {bound:?}, not {strategy:?}", key.id)));
+        return Err(Rejection::new(
+            Reason::UnknownKey,
+            format!("key {:?} signs only for strategy {bound:?}, not {strategy:?}", key.id),
+        ));
     }
     Ok(key)
 }
@@ -323,7 +363,10 @@ pub fn parse_timestamp(text: &str) -> Result<i64, Rejection> {
     let digits = text.as_bytes();
     let valid = !digits.is_empty() && digits.len() <= 16 && digits.iter().all(u8::is_ascii_digit);
     if !valid {
-        return Err(Rejection::new(Reason::Malformed, "header Titan-Timestamp must be epoch milliseconds in decimal digits"));
+        return Err(Rejection::new(
+            Reason::Malformed,
+            "header Titan-Timestamp must be epoch milliseconds in decimal digits",
+        ));
     }
     // At most 16 digits are below 10^16, far from overflowing an i64.
     Ok(digits.iter().fold(0, |value, &digit| value * 10 + i64::from(digit - b'0')))
@@ -361,12 +404,21 @@ pub fn check_clock(timestamp_ms: i64, context: &Context<'_>) -> Result<(), Rejec
         return Ok(());
     }
     let direction = if skew > 0 { "ahead of" } else { "behind" };
-    let detail = format!("signed timestamp is {} ms {direction} the gate's clock; the window is ±{} ms", skew.abs(), context.policy.clock_window_ms);
+    let detail = format!(
+        "signed timestamp is {} ms {direction} the gate's clock; the window is ±{} ms",
+        skew.abs(),
+        context.policy.clock_window_ms
+    );
     Err(Rejection::new(Reason::StaleTimestamp, detail))
 }
 
 /// Records the nonces of every signature present; a nonce both schemes share is recorded once.
-fn check_nonces(order: &Order<'_>, envelope: &Envelope<'_, '_>, context: &Context<'_>, replay: &mut ReplayMemory) -> Result<(), Rejection> {
+fn check_nonces(
+    order: &Order<'_>,
+    envelope: &Envelope<'_, '_>,
+    context: &Context<'_>,
+    replay: &mut ReplayMemory,
+) -> Result<(), Rejection> {
     let v1 = envelope.sig.and(envelope.ts.zip(envelope.nonce));
     let v2 = order.headers.signature.and(order.headers.timestamp.zip(order.headers.nonce));
     if let Some((ts, nonce)) = v1 {
@@ -383,8 +435,13 @@ fn check_nonces(order: &Order<'_>, envelope: &Envelope<'_, '_>, context: &Contex
 fn remember_nonce(replay: &mut ReplayMemory, nonce: &str, ts: i64, context: &Context<'_>) -> Result<(), Rejection> {
     let expires_at_ms = ts.saturating_add(context.policy.clock_window_ms);
     replay.check_and_insert(nonce.as_bytes(), expires_at_ms, context.now_ms).map_err(|error| match error {
-        ReplayError::Replayed => Rejection::new(Reason::ReplayedNonce, "nonce was already used inside the clock window; sign again with a new nonce"),
-        ReplayError::Full { .. } => Rejection::new(Reason::RateLimited, format!("{error}; retry after the window passes or slow down")),
+        ReplayError::Replayed => Rejection::new(
+            Reason::ReplayedNonce,
+            "nonce was already used inside the clock window; sign again with a new nonce",
+        ),
+        ReplayError::Full { .. } => {
+            Rejection::new(Reason::RateLimited, format!("{error}; retry after the window passes or slow down"))
+        }
     })
 }
 
@@ -411,10 +468,21 @@ pub struct IntentIds {
 /// Reads the ids of an order, whatever else is wrong with it.
 pub fn describe_intent(header_msg_id: Option<&str>, body: &[u8], max_bytes: usize) -> IntentIds {
     let parsed = if body.len() <= max_bytes { json::parse(body).ok() } else { None };
-    let text = |value: Option<&Value<'_>>| value.and_then(Value::as_str).filter(|text| !text.is_empty()).map(|text| crate::keyring::truncate(text, 128).to_owned());
-    let signal_id = parsed.as_ref().and_then(|value| text(value.get("payload").and_then(|payload| payload.get("signal_id"))));
-    let from_body = parsed.as_ref().and_then(|value| text(value.get("idempotency_key")).or_else(|| text(value.get("id"))));
-    let intent_id = header_msg_id.filter(|id| !id.is_empty()).map(|id| crate::keyring::truncate(id, 128).to_owned()).or(from_body).or_else(|| signal_id.clone());
+    let text = |value: Option<&Value<'_>>| {
+        value
+            .and_then(Value::as_str)
+            .filter(|text| !text.is_empty())
+            .map(|text| crate::keyring::truncate(text, 128).to_owned())
+    };
+    let signal_id =
+        parsed.as_ref().and_then(|value| text(value.get("payload").and_then(|payload| payload.get("signal_id"))));
+    let from_body =
+        parsed.as_ref().and_then(|value| text(value.get("idempotency_key")).or_else(|| text(value.get("id"))));
+    let intent_id = header_msg_id
+        .filter(|id| !id.is_empty())
+        .map(|id| crate::keyring::truncate(id, 128).to_owned())
+        .or(from_body)
+        .or_else(|| signal_id.clone());
     IntentIds { intent_id, signal_id }
 }
 

@@ -95,7 +95,10 @@ impl<'v, 'a> Envelope<'v, 'a> {
     /// Reads and checks an envelope from a parsed JSON value.
     pub fn read(value: &'v Value<'a>) -> Result<Self, FieldError> {
         let Some(members) = value.as_object() else {
-            return Err(FieldError { field: "(envelope)", problem: format!("must be a JSON object, found {}", value.kind_name()).into() });
+            return Err(FieldError {
+                field: "(envelope)",
+                problem: format!("must be a JSON object, found {}", value.kind_name()).into(),
+            });
         };
         let fields = EnvelopeMembers::find(members);
 
@@ -137,7 +140,10 @@ impl<'v> Intent<'v> {
         required_str(fields.symbol, "payload.symbol")?;
         let direction = required_integer(fields.direction, "payload.direction")?;
         if !(-1..=1).contains(&direction) {
-            return Err(FieldError { field: "payload.direction", problem: format!("must be -1, 0 or 1, found {direction}").into() });
+            return Err(FieldError {
+                field: "payload.direction",
+                problem: format!("must be -1, 0 or 1, found {direction}").into(),
+            });
         }
         let type_text = required_str(fields.kind, "payload.type")?;
         let intent_type = IntentType::parse(type_text).ok_or_else(|| FieldError {
@@ -321,10 +327,12 @@ mod tests {
         let no_type_no_payload = r#"{"version":1,"producer":"brain"}"#;
         assert_eq!(read_error(no_type_no_payload).field, "type");
 
-        let bad_ts_and_intent = r#"{"type":"t","version":1,"producer":"brain","ts":"x","payload":{"symbol":"BTC/USDT"}}"#;
+        let bad_ts_and_intent =
+            r#"{"type":"t","version":1,"producer":"brain","ts":"x","payload":{"symbol":"BTC/USDT"}}"#;
         assert_eq!(read_error(bad_ts_and_intent).field, "payload.signal_id");
 
-        let bad_ts_and_nonce = format!(r#"{{"type":"t","version":1,"producer":"brain","nonce":7,"ts":"x","payload":{PAYLOAD}}}"#);
+        let bad_ts_and_nonce =
+            format!(r#"{{"type":"t","version":1,"producer":"brain","nonce":7,"ts":"x","payload":{PAYLOAD}}}"#);
         assert_eq!(read_error(&bad_ts_and_nonce).field, "ts");
     }
 

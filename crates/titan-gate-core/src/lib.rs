@@ -14,7 +14,7 @@ pub mod signature;
 pub mod spend;
 pub mod state;
 
-pub use decide::{decide, Admission, Context, Decision, Order, OrderHeaders, Policy, Rejection, SignaturePolicy};
+pub use decide::{Admission, Context, Decision, Order, OrderHeaders, Policy, Rejection, SignaturePolicy, decide};
 pub use keyring::{Key, Keyring, Role};
 pub use reason::{Reason, SecurityEvent, Verdict};
 pub use replay::ReplayMemory;

@@ -87,7 +87,10 @@ impl ReplayMemory {
 
 impl fmt::Debug for ReplayMemory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ReplayMemory").field("capacity", &self.capacity).field("len", &self.len()).finish_non_exhaustive()
+        f.debug_struct("ReplayMemory")
+            .field("capacity", &self.capacity)
+            .field("len", &self.len())
+            .finish_non_exhaustive()
     }
 }
 

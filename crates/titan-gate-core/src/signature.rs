@@ -55,7 +55,13 @@ pub fn sign_v1(key: &Key, ts: i64, nonce: &str, canonical_payload: &str) -> Stri
 }
 
 /// Verifies a Titan v1 signature in constant time.
-pub fn verify_v1(key: &Key, ts: i64, nonce: &str, canonical_payload: &str, signature: &str) -> Result<(), SignatureError> {
+pub fn verify_v1(
+    key: &Key,
+    ts: i64,
+    nonce: &str,
+    canonical_payload: &str,
+    signature: &str,
+) -> Result<(), SignatureError> {
     let expected = decode_signature(signature).ok_or(SignatureError::NotHex(false))?;
     v1_mac(key, ts, nonce, canonical_payload).verify_slice(&expected).map_err(|_| SignatureError::Mismatch)
 }
@@ -67,7 +73,14 @@ pub fn sign_v2(key: &Key, subject: &str, timestamp: &str, nonce: &str, body: &[u
 }
 
 /// Verifies a titan-gate v2 `Titan-Signature` header value in constant time.
-pub fn verify_v2(key: &Key, subject: &str, timestamp: &str, nonce: &str, body: &[u8], header: &str) -> Result<(), SignatureError> {
+pub fn verify_v2(
+    key: &Key,
+    subject: &str,
+    timestamp: &str,
+    nonce: &str,
+    body: &[u8],
+    header: &str,
+) -> Result<(), SignatureError> {
     let hex_part = header.strip_prefix(V2_PREFIX).ok_or(SignatureError::NotHex(true))?;
     let expected = decode_signature(hex_part).ok_or(SignatureError::NotHex(true))?;
     v2_mac(key, subject, timestamp, nonce, body).verify_slice(&expected).map_err(|_| SignatureError::Mismatch)

@@ -37,10 +37,14 @@ pub fn spend_nonces(order: &Order<'_>, context: &Context<'_>, replay: &mut Repla
 
     let headers = &order.headers;
     if let Some(header) = headers.signature {
-        let (Some(key_id), Some(timestamp), Some(nonce)) = (headers.key_id, headers.timestamp, headers.nonce) else { return false };
+        let (Some(key_id), Some(timestamp), Some(nonce)) = (headers.key_id, headers.timestamp, headers.nonce) else {
+            return false;
+        };
         let Ok(ts) = parse_timestamp(timestamp) else { return false };
         let Some(key) = context.keyring.get(key_id) else { return false };
-        if check_nonce_format(nonce, "nonce").is_err() || signature::verify_v2(key, order.subject, timestamp, nonce, order.body, header).is_err() {
+        if check_nonce_format(nonce, "nonce").is_err()
+            || signature::verify_v2(key, order.subject, timestamp, nonce, order.body, header).is_err()
+        {
             return false;
         }
         nonces.push((ts, nonce));
@@ -74,12 +78,21 @@ mod tests {
         let key = Key::new(DEFAULT_KEY_ID, b"secret", vec![]);
         let canonical = json::to_canonical_string(&json::parse(PAYLOAD.as_bytes()).unwrap());
         let sig = signature::sign_v1(&key, ts, nonce, &canonical);
-        format!(r#"{{"type":"t","version":1,"producer":"p","ts":{ts},"nonce":"{nonce}","sig":"{sig}","payload":{PAYLOAD}}}"#)
+        format!(
+            r#"{{"type":"t","version":1,"producer":"p","ts":{ts},"nonce":"{nonce}","sig":"{sig}","payload":{PAYLOAD}}}"#
+        )
     }
 
-    fn reason(body: &str, state: &HaltState, keyring: &Keyring, replay: &mut ReplayMemory, now_ms: i64) -> Option<Reason> {
+    fn reason(
+        body: &str,
+        state: &HaltState,
+        keyring: &Keyring,
+        replay: &mut ReplayMemory,
+        now_ms: i64,
+    ) -> Option<Reason> {
         let policy = Policy::default();
-        let order = Order { subject: "s.v.a.x", tail: "v.a.x", body: body.as_bytes(), headers: OrderHeaders::default() };
+        let order =
+            Order { subject: "s.v.a.x", tail: "v.a.x", body: body.as_bytes(), headers: OrderHeaders::default() };
         let context = Context { state, keyring, policy: &policy, now_ms };
         match decide(&order, &context, replay, &mut String::new()) {
             Decision::Admit(_) => None,
@@ -116,7 +129,10 @@ mod tests {
         let keyring = Keyring::new([Key::new(DEFAULT_KEY_ID, b"other-secret", vec![Role::Order])]);
         let mut replay = ReplayMemory::new(16);
         let halted = HaltState::initial(Mode::HardHalt, "test", 0);
-        assert_eq!(reason(&signed(NOW, "2123456789abcdef"), &halted, &keyring, &mut replay, NOW), Some(Reason::SystemHalted));
+        assert_eq!(
+            reason(&signed(NOW, "2123456789abcdef"), &halted, &keyring, &mut replay, NOW),
+            Some(Reason::SystemHalted)
+        );
         assert_eq!(reason("garbage", &halted, &keyring, &mut replay, NOW), Some(Reason::SystemHalted));
         assert!(replay.is_empty());
     }

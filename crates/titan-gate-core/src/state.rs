@@ -208,7 +208,9 @@ impl HaltState {
     pub fn scopes(&self) -> Vec<(Scope, &HaltEntry)> {
         let mut all: Vec<(Scope, &HaltEntry)> = ScopeKind::ALL
             .into_iter()
-            .flat_map(|kind| self.scopes[kind.index()].iter().map(move |(value, entry)| (Scope::new(kind, value.clone()), entry)))
+            .flat_map(|kind| {
+                self.scopes[kind.index()].iter().map(move |(value, entry)| (Scope::new(kind, value.clone()), entry))
+            })
             .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
@@ -259,7 +261,10 @@ impl HaltState {
                     }
                     next.global = HaltEntry {
                         mode: Mode::HardHalt,
-                        reason: format!("SCOPE_LIMIT: halt of {scope} would exceed {max_scopes} scoped halts ({})", change.reason),
+                        reason: format!(
+                            "SCOPE_LIMIT: halt of {scope} would exceed {max_scopes} scoped halts ({})",
+                            change.reason
+                        ),
                         ..entry
                     };
                 } else {

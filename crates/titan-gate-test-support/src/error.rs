@@ -41,28 +41,13 @@ pub enum NatsServerError {
     },
 
     #[error("nats-server exited before it was ready ({status}); stderr tail:\n{stderr_tail}")]
-    ExitedEarly {
-        status: ExitStatus,
-        stderr_tail: String,
-    },
+    ExitedEarly { status: ExitStatus, stderr_tail: String },
 
-    #[error(
-        "timed out after {timeout:?} waiting for nats-server {stage}; stderr tail:\n{stderr_tail}"
-    )]
-    StartTimeout {
-        stage: ReadinessStage,
-        timeout: Duration,
-        stderr_tail: String,
-    },
+    #[error("timed out after {timeout:?} waiting for nats-server {stage}; stderr tail:\n{stderr_tail}")]
+    StartTimeout { stage: ReadinessStage, timeout: Duration, stderr_tail: String },
 
-    #[error(
-        "nats-server restarted on port {actual}, expected port {expected}; stderr tail:\n{stderr_tail}"
-    )]
-    PortChanged {
-        expected: u16,
-        actual: u16,
-        stderr_tail: String,
-    },
+    #[error("nats-server restarted on port {actual}, expected port {expected}; stderr tail:\n{stderr_tail}")]
+    PortChanged { expected: u16, actual: u16, stderr_tail: String },
 
     #[error("failed to signal or wait for nats-server process {pid}")]
     Process {

@@ -67,7 +67,13 @@ pub enum GateProcessError {
 impl GateProcessBuilder {
     /// Starts a builder for the binary at `binary`, connecting to `nats_url`.
     pub fn new(binary: impl Into<PathBuf>, nats_url: impl Into<String>) -> Self {
-        Self { binary: binary.into(), nats_url: nats_url.into(), gate_id: "test-gate".to_owned(), env: BTreeMap::new(), args: Vec::new() }
+        Self {
+            binary: binary.into(),
+            nats_url: nats_url.into(),
+            gate_id: "test-gate".to_owned(),
+            env: BTreeMap::new(),
+            args: Vec::new(),
+        }
     }
 
     /// Names the replica (`TITAN_GATE_ID`).
@@ -93,7 +99,8 @@ impl GateProcessBuilder {
 
     /// Starts the gate and waits until it serves `/healthz`.
     pub async fn start(self) -> Result<GateProcess, GateProcessError> {
-        let dir = tempfile::Builder::new().prefix("titan-gate-test-").tempdir().map_err(|source| self.spawn_error(source))?;
+        let dir =
+            tempfile::Builder::new().prefix("titan-gate-test-").tempdir().map_err(|source| self.spawn_error(source))?;
         let http_port = free_port();
         let mut env = self.env.clone();
         env.insert("NATS_URL".to_owned(), self.nats_url.clone());
@@ -221,7 +228,8 @@ impl Drop for GateProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::env::var_os(crate::ENV_KEEP_DIRS).is_some() {
-            let dir = std::mem::replace(&mut self.dir, tempfile::TempDir::new().expect("a temporary folder can be created"));
+            let dir =
+                std::mem::replace(&mut self.dir, tempfile::TempDir::new().expect("a temporary folder can be created"));
             eprintln!("kept titan-gate test folder {}", dir.keep().display());
         }
     }

@@ -34,23 +34,15 @@ const WAIT_POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// Another process can take the port before the caller binds it, so prefer
 /// letting the program choose (`-p -1` for nats-server) where it can.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .expect("failed to bind 127.0.0.1:0 to find a free port");
-    listener
-        .local_addr()
-        .expect("failed to read the address of a bound listener")
-        .port()
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("failed to bind 127.0.0.1:0 to find a free port");
+    listener.local_addr().expect("failed to read the address of a bound listener").port()
 }
 
 /// Polls `condition` every 20 ms until it returns `true`.
 ///
 /// The whole wait, including a condition call that hangs, is bounded by
 /// `timeout`. The timeout error names `what`, e.g. "the gate to reconnect".
-pub async fn wait_until<F, Fut>(
-    timeout: Duration,
-    what: &str,
-    mut condition: F,
-) -> Result<(), WaitTimeoutError>
+pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut condition: F) -> Result<(), WaitTimeoutError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -61,10 +53,5 @@ where
         }
     };
 
-    tokio::time::timeout(timeout, poll)
-        .await
-        .map_err(|_| WaitTimeoutError {
-            condition: what.to_owned(),
-            timeout,
-        })
+    tokio::time::timeout(timeout, poll).await.map_err(|_| WaitTimeoutError { condition: what.to_owned(), timeout })
 }

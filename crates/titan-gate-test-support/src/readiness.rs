@@ -38,19 +38,12 @@ pub(crate) fn read_ports_file(dir: &Path, pid: u32) -> Option<ListenPorts> {
         .ok()?
         .filter_map(Result::ok)
         .map(|entry| entry.path())
-        .find(|path| {
-            path.file_name()
-                .and_then(|name| name.to_str())
-                .is_some_and(|name| name.ends_with(&suffix))
-        })?;
+        .find(|path| path.file_name().and_then(|name| name.to_str()).is_some_and(|name| name.ends_with(&suffix)))?;
 
     let contents = std::fs::read_to_string(path).ok()?;
     let ports: PortsFile = serde_json::from_str(&contents).ok()?;
 
-    Some(ListenPorts {
-        client: port_of_url(ports.nats.first()?)?,
-        monitor: port_of_url(ports.monitoring.first()?)?,
-    })
+    Some(ListenPorts { client: port_of_url(ports.nats.first()?)?, monitor: port_of_url(ports.monitoring.first()?)? })
 }
 
 /// Parses the port of a URL such as `nats://127.0.0.1:4222`.
@@ -115,13 +108,7 @@ mod tests {
 
         let ports = read_ports_file(dir.path(), 4242);
 
-        assert_eq!(
-            ports,
-            Some(ListenPorts {
-                client: 37567,
-                monitor: 41661
-            })
-        );
+        assert_eq!(ports, Some(ListenPorts { client: 37567, monitor: 41661 }));
     }
 
     #[test]
@@ -139,11 +126,7 @@ mod tests {
     #[test]
     fn partial_ports_file_reads_as_missing() {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(
-            dir.path().join("nats-server_7.ports"),
-            r#"{"nats":["nats://127."#,
-        )
-        .expect("write ports file");
+        std::fs::write(dir.path().join("nats-server_7.ports"), r#"{"nats":["nats://127."#).expect("write ports file");
 
         assert_eq!(read_ports_file(dir.path(), 7), None);
     }
@@ -151,10 +134,7 @@ mod tests {
     #[test]
     fn status_line_parsed() {
         assert_eq!(parse_status_line(b"HTTP/1.1 200 OK\r\n"), Some(200));
-        assert_eq!(
-            parse_status_line(b"HTTP/1.0 503 Service Unavailable\r\n"),
-            Some(503)
-        );
+        assert_eq!(parse_status_line(b"HTTP/1.0 503 Service Unavailable\r\n"), Some(503));
         assert_eq!(parse_status_line(b"garbage\r\n"), None);
         assert_eq!(parse_status_line(b""), None);
     }

@@ -61,10 +61,7 @@ impl NatsServer {
     /// Starts a server with `options`, for [`NatsServerBuilder::start`].
     pub(crate) fn start_with(options: NatsServerBuilder) -> Result<Self, NatsServerError> {
         let binary = find_nats_server()?;
-        let dir = tempfile::Builder::new()
-            .prefix("titan-nats-")
-            .tempdir()
-            .map_err(NatsServerError::CreateDir)?;
+        let dir = tempfile::Builder::new().prefix("titan-nats-").tempdir().map_err(NatsServerError::CreateDir)?;
 
         let mut server = Self {
             options,
@@ -129,9 +126,7 @@ impl NatsServer {
 
     /// Returns whether the process is still running.
     pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+        self.child.as_mut().is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
     /// Sends SIGTERM and waits for the process to exit, then sends SIGKILL if
@@ -169,9 +164,7 @@ impl NatsServer {
             std::thread::sleep(POLL_INTERVAL);
         }
 
-        eprintln!(
-            "nats-server pid {pid} still running {stop_timeout:?} after SIGTERM; sending SIGKILL"
-        );
+        eprintln!("nats-server pid {pid} still running {stop_timeout:?} after SIGTERM; sending SIGKILL");
         self.kill()
     }
 
@@ -196,19 +189,12 @@ impl NatsServer {
     pub fn restart(&mut self) -> Result<(), NatsServerError> {
         self.stop()?;
 
-        let expected = ListenPorts {
-            client: self.port,
-            monitor: self.monitor_port,
-        };
+        let expected = ListenPorts { client: self.port, monitor: self.monitor_port };
         let actual = self.launch(Some(expected))?;
         if actual.client != expected.client {
             let stderr_tail = self.stderr_tail();
             self.kill()?;
-            return Err(NatsServerError::PortChanged {
-                expected: expected.client,
-                actual: actual.client,
-                stderr_tail,
-            });
+            return Err(NatsServerError::PortChanged { expected: expected.client, actual: actual.client, stderr_tail });
         }
         Ok(())
     }
@@ -217,10 +203,7 @@ impl NatsServer {
     /// until it is ready. A process that fails to become ready is killed.
     fn launch(&mut self, ports: Option<ListenPorts>) -> Result<ListenPorts, NatsServerError> {
         let mut command = self.command(ports)?;
-        let child = command.spawn().map_err(|source| NatsServerError::Spawn {
-            binary: self.binary.clone(),
-            source,
-        })?;
+        let child = command.spawn().map_err(|source| NatsServerError::Spawn { binary: self.binary.clone(), source })?;
         let pid = child.id();
         self.child = Some(child);
 
@@ -235,16 +218,9 @@ impl NatsServer {
 
     fn command(&self, ports: Option<ListenPorts>) -> Result<Command, NatsServerError> {
         let log_path = self.log_path();
-        let open_log_error = |source| NatsServerError::OpenLog {
-            path: log_path.clone(),
-            source,
-        };
+        let open_log_error = |source| NatsServerError::OpenLog { path: log_path.clone(), source };
         // Append, so the log of a restarted server follows the earlier runs.
-        let log: File = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(open_log_error)?;
+        let log: File = OpenOptions::new().create(true).append(true).open(&log_path).map_err(open_log_error)?;
         let log_for_stdout = log.try_clone().map_err(open_log_error)?;
 
         let (client_port, monitor_port) = match ports {
@@ -263,11 +239,7 @@ impl NatsServer {
         if self.options.jetstream {
             command.arg("-js").arg("-sd").arg(self.store_dir());
         }
-        command
-            .args(&self.options.args)
-            .stdin(Stdio::null())
-            .stdout(log_for_stdout)
-            .stderr(log);
+        command.args(&self.options.args).stdin(Stdio::null()).stdout(log_for_stdout).stderr(log);
         Ok(command)
     }
 
@@ -276,17 +248,10 @@ impl NatsServer {
         let deadline = Instant::now() + self.options.start_timeout;
         let dir = self.dir_path.clone();
 
-        let ports = self.poll_ready(deadline, ReadinessStage::PortsFile, || {
-            read_ports_file(&dir, pid)
-        })?;
+        let ports = self.poll_ready(deadline, ReadinessStage::PortsFile, || read_ports_file(&dir, pid))?;
 
-        let path = self
-            .options
-            .health_check
-            .request_path(self.options.jetstream);
-        self.poll_ready(deadline, ReadinessStage::Healthz, || {
-            healthz_ok(ports.monitor, path).then_some(())
-        })?;
+        let path = self.options.health_check.request_path(self.options.jetstream);
+        self.poll_ready(deadline, ReadinessStage::Healthz, || healthz_ok(ports.monitor, path).then_some(()))?;
 
         Ok(ports)
     }
@@ -306,10 +271,7 @@ impl NatsServer {
 
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    return Err(NatsServerError::ExitedEarly {
-                        status,
-                        stderr_tail: self.stderr_tail(),
-                    });
+                    return Err(NatsServerError::ExitedEarly { status, stderr_tail: self.stderr_tail() });
                 }
             }
 
@@ -335,10 +297,7 @@ impl Drop for NatsServer {
         if let Some(dir) = self.dir.take() {
             if keep_dirs {
                 let path = dir.keep();
-                eprintln!(
-                    "{ENV_KEEP_DIRS} is set: kept nats-server folder {}",
-                    path.display()
-                );
+                eprintln!("{ENV_KEEP_DIRS} is set: kept nats-server folder {}", path.display());
             }
         }
     }

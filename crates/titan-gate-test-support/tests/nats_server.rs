@@ -45,10 +45,7 @@ async fn start_serves_jetstream_on_loopback() -> anyhow::Result<()> {
 
     assert!(server.is_running());
     assert_eq!(server.url(), format!("nats://127.0.0.1:{}", server.port()));
-    assert_eq!(
-        server.monitor_url(),
-        format!("http://127.0.0.1:{}", server.monitor_port())
-    );
+    assert_eq!(server.monitor_url(), format!("http://127.0.0.1:{}", server.monitor_port()));
     assert!(server.store_dir().starts_with(server.dir()));
 
     let js = connect(&server).await?;
@@ -100,14 +97,10 @@ async fn client_reconnects_after_restart() -> anyhow::Result<()> {
     let client = tokio::time::timeout(CONNECT_TIMEOUT, async_nats::connect(server.url())).await??;
 
     server.kill()?;
-    wait_until(
-        Duration::from_secs(5),
-        "the client to see the disconnect",
-        || {
-            let state = client.connection_state();
-            async move { state != async_nats::connection::State::Connected }
-        },
-    )
+    wait_until(Duration::from_secs(5), "the client to see the disconnect", || {
+        let state = client.connection_state();
+        async move { state != async_nats::connection::State::Connected }
+    })
     .await?;
 
     server.restart()?;
@@ -167,10 +160,7 @@ fn invalid_argument_error_includes_stderr() {
     let Err(error) = result else {
         panic!("nats-server started despite an unknown flag");
     };
-    assert!(
-        matches!(error, NatsServerError::ExitedEarly { .. }),
-        "unexpected error: {error}"
-    );
+    assert!(matches!(error, NatsServerError::ExitedEarly { .. }), "unexpected error: {error}");
     assert!(error.to_string().contains("no_such_flag"), "{error}");
 }
 
@@ -184,13 +174,7 @@ fn start_timeout_names_stage() {
         panic!("nats-server was ready within a zero timeout");
     };
     assert!(
-        matches!(
-            error,
-            NatsServerError::StartTimeout {
-                stage: ReadinessStage::PortsFile,
-                ..
-            }
-        ),
+        matches!(error, NatsServerError::StartTimeout { stage: ReadinessStage::PortsFile, .. }),
         "unexpected error: {error}"
     );
     assert!(error.to_string().contains("ports file"), "{error}");
@@ -200,16 +184,9 @@ fn start_timeout_names_stage() {
 fn config_file_and_args_are_applied() -> anyhow::Result<()> {
     let config_dir = tempfile::tempdir()?;
     let config_path = config_dir.path().join("server.conf");
-    std::fs::write(
-        &config_path,
-        "server_name: from_config\nmax_payload: 4096\n",
-    )?;
+    std::fs::write(&config_path, "server_name: from_config\nmax_payload: 4096\n")?;
 
-    let server = NatsServer::builder()
-        .config_file(&config_path)
-        .arg("--server_name")
-        .arg("from_args")
-        .start()?;
+    let server = NatsServer::builder().config_file(&config_path).arg("--server_name").arg("from_args").start()?;
 
     let varz = http_get_body(server.monitor_port(), "/varz")?;
     assert!(varz.contains(r#""server_name": "from_args""#), "{varz}");
@@ -229,11 +206,7 @@ fn without_jetstream_starts_and_has_no_store() -> anyhow::Result<()> {
 #[tokio::test]
 async fn cluster_nodes_start_one_at_a_time() -> anyhow::Result<()> {
     let cluster_ports = [free_port(), free_port(), free_port()];
-    let routes = cluster_ports
-        .iter()
-        .map(|port| format!("nats://127.0.0.1:{port}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let routes = cluster_ports.iter().map(|port| format!("nats://127.0.0.1:{port}")).collect::<Vec<_>>().join(",");
 
     let mut nodes = Vec::new();
     for (index, cluster_port) in cluster_ports.iter().enumerate() {
@@ -272,18 +245,12 @@ fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
 
 fn http_get_status(port: u16, path: &str) -> anyhow::Result<u16> {
     let response = http_get(port, path)?;
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .context("empty HTTP response")?
-        .parse()?;
+    let status = response.split_whitespace().nth(1).context("empty HTTP response")?.parse()?;
     Ok(status)
 }
 
 fn http_get_body(port: u16, path: &str) -> anyhow::Result<String> {
     let response = http_get(port, path)?;
-    let (_, body) = response
-        .split_once("\r\n\r\n")
-        .context("HTTP response without body")?;
+    let (_, body) = response.split_once("\r\n\r\n").context("HTTP response without body")?;
     Ok(body.to_owned())
 }

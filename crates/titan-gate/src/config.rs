@@ -175,7 +175,8 @@ impl Settings {
 }
 
 fn read_file(path: &Path) -> Result<FileSettings, String> {
-    let text = std::fs::read_to_string(path).map_err(|error| format!("config file {}: cannot be read: {error}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("config file {}: cannot be read: {error}", path.display()))?;
     toml::from_str(&text).map_err(|error| format!("config file {}: {}", path.display(), error.to_string().trim_end()))
 }
 
@@ -189,20 +190,28 @@ struct Layers<'a> {
 impl Layers<'_> {
     fn build(&mut self, flags: &FlagSettings) -> Settings {
         let file = self.file;
-        let nats_url = pick(flags.nats_url.clone(), self.env_text(ENV_NATS_URL), file.nats_url.clone()).unwrap_or_else(|| DEFAULT_NATS_URL.to_owned());
-        if !["nats://", "tls://", "ws://", "wss://"].iter().any(|scheme| nats_url.starts_with(scheme)) && nats_url.contains("://") {
-            self.errors.push(format!("nats_url ({ENV_NATS_URL}): {nats_url:?} has an unknown scheme; use nats:// or tls://"));
+        let nats_url = pick(flags.nats_url.clone(), self.env_text(ENV_NATS_URL), file.nats_url.clone())
+            .unwrap_or_else(|| DEFAULT_NATS_URL.to_owned());
+        if !["nats://", "tls://", "ws://", "wss://"].iter().any(|scheme| nats_url.starts_with(scheme))
+            && nats_url.contains("://")
+        {
+            self.errors
+                .push(format!("nats_url ({ENV_NATS_URL}): {nats_url:?} has an unknown scheme; use nats:// or tls://"));
         }
-        let http_text = pick(flags.http_addr.clone(), self.env_text(ENV_HTTP_ADDR), file.http_addr.clone()).unwrap_or_else(|| DEFAULT_HTTP_ADDR.to_owned());
+        let http_text = pick(flags.http_addr.clone(), self.env_text(ENV_HTTP_ADDR), file.http_addr.clone())
+            .unwrap_or_else(|| DEFAULT_HTTP_ADDR.to_owned());
         let http_addr = http_text.parse().unwrap_or_else(|_| {
-            self.errors.push(format!("http_addr ({ENV_HTTP_ADDR}): {http_text:?} is not an address like 127.0.0.1:9464"));
+            self.errors
+                .push(format!("http_addr ({ENV_HTTP_ADDR}): {http_text:?} is not an address like 127.0.0.1:9464"));
             SocketAddr::from(([127, 0, 0, 1], 9464))
         });
-        let gate_id = pick(flags.gate_id.clone(), self.env_text(ENV_GATE_ID), file.gate_id.clone()).unwrap_or_else(default_gate_id);
+        let gate_id = pick(flags.gate_id.clone(), self.env_text(ENV_GATE_ID), file.gate_id.clone())
+            .unwrap_or_else(default_gate_id);
         if gate_id.is_empty() || gate_id.len() > 128 {
             self.errors.push(format!("gate_id ({ENV_GATE_ID}): must be 1 to 128 characters"));
         }
-        let mode_text = pick(flags.initial_mode.clone(), self.env_text(ENV_INITIAL_MODE), file.initial_mode.clone()).unwrap_or_else(|| "hard_halt".to_owned());
+        let mode_text = pick(flags.initial_mode.clone(), self.env_text(ENV_INITIAL_MODE), file.initial_mode.clone())
+            .unwrap_or_else(|| "hard_halt".to_owned());
         let initial_mode = match mode_text.as_str() {
             "hard_halt" => Mode::HardHalt,
             "running" => Mode::Running,
@@ -211,7 +220,8 @@ impl Layers<'_> {
                 Mode::HardHalt
             }
         };
-        let signatures_text = pick(None, self.env_text(ENV_SIGNATURES), file.signatures.clone()).unwrap_or_else(|| "any".to_owned());
+        let signatures_text =
+            pick(None, self.env_text(ENV_SIGNATURES), file.signatures.clone()).unwrap_or_else(|| "any".to_owned());
         let signatures = match signatures_text.as_str() {
             "any" => SignaturePolicy::Any,
             "v1" => SignaturePolicy::V1,
@@ -232,20 +242,64 @@ impl Layers<'_> {
             }
         };
 
-        let clock_window_ms = self.number(ENV_CLOCK_WINDOW_MS, "clock_window_ms", file.clock_window_ms, titan_gate_core::decide::DEFAULT_CLOCK_WINDOW_MS, 1..=3_600_000);
-        let max_payload_bytes = self.number(ENV_MAX_PAYLOAD_BYTES, "max_payload_bytes", file.max_payload_bytes, titan_gate_core::decide::DEFAULT_MAX_PAYLOAD_BYTES, 64..=8 * 1024 * 1024);
-        let forward_ack_timeout_ms = self.number(ENV_FORWARD_ACK_TIMEOUT_MS, "forward_ack_timeout_ms", file.forward_ack_timeout_ms, DEFAULT_FORWARD_ACK_TIMEOUT_MS, 10..=60_000);
-        let forward_retry_window_ms = self.number(ENV_FORWARD_RETRY_WINDOW_MS, "forward_retry_window_ms", file.forward_retry_window_ms, DEFAULT_FORWARD_RETRY_WINDOW_MS, 0..=55_000);
-        let max_in_flight = self.number(ENV_MAX_IN_FLIGHT, "max_in_flight", file.max_in_flight, DEFAULT_MAX_IN_FLIGHT, 1..=1_000_000);
-        let replay_capacity = self.number(ENV_REPLAY_CAPACITY, "replay_capacity", file.replay_capacity, titan_gate_core::replay::DEFAULT_REPLAY_CAPACITY, 1..=100_000_000);
+        let clock_window_ms = self.number(
+            ENV_CLOCK_WINDOW_MS,
+            "clock_window_ms",
+            file.clock_window_ms,
+            titan_gate_core::decide::DEFAULT_CLOCK_WINDOW_MS,
+            1..=3_600_000,
+        );
+        let max_payload_bytes = self.number(
+            ENV_MAX_PAYLOAD_BYTES,
+            "max_payload_bytes",
+            file.max_payload_bytes,
+            titan_gate_core::decide::DEFAULT_MAX_PAYLOAD_BYTES,
+            64..=8 * 1024 * 1024,
+        );
+        let forward_ack_timeout_ms = self.number(
+            ENV_FORWARD_ACK_TIMEOUT_MS,
+            "forward_ack_timeout_ms",
+            file.forward_ack_timeout_ms,
+            DEFAULT_FORWARD_ACK_TIMEOUT_MS,
+            10..=60_000,
+        );
+        let forward_retry_window_ms = self.number(
+            ENV_FORWARD_RETRY_WINDOW_MS,
+            "forward_retry_window_ms",
+            file.forward_retry_window_ms,
+            DEFAULT_FORWARD_RETRY_WINDOW_MS,
+            0..=55_000,
+        );
+        let max_in_flight =
+            self.number(ENV_MAX_IN_FLIGHT, "max_in_flight", file.max_in_flight, DEFAULT_MAX_IN_FLIGHT, 1..=1_000_000);
+        let replay_capacity = self.number(
+            ENV_REPLAY_CAPACITY,
+            "replay_capacity",
+            file.replay_capacity,
+            titan_gate_core::replay::DEFAULT_REPLAY_CAPACITY,
+            1..=100_000_000,
+        );
         let max_scopes = self.number(ENV_MAX_SCOPES, "max_scopes", file.max_scopes, DEFAULT_MAX_SCOPES, 0..=1_000_000);
-        let reject_logs_per_second = self.number(ENV_REJECT_LOGS_PER_SECOND, "reject_logs_per_second", file.reject_logs_per_second, DEFAULT_REJECT_LOGS_PER_SECOND, 0..=100_000);
+        let reject_logs_per_second = self.number(
+            ENV_REJECT_LOGS_PER_SECOND,
+            "reject_logs_per_second",
+            file.reject_logs_per_second,
+            DEFAULT_REJECT_LOGS_PER_SECOND,
+            0..=100_000,
+        );
         // JetStream allows at most 5 replicas of a stream.
-        let state_replicas = self.number(ENV_STATE_REPLICAS, "state_replicas", file.state_replicas, DEFAULT_STATE_REPLICAS, 1..=5);
+        let state_replicas =
+            self.number(ENV_STATE_REPLICAS, "state_replicas", file.state_replicas, DEFAULT_STATE_REPLICAS, 1..=5);
         let state_bucket = self.state_bucket(file.state_bucket.clone());
 
-        let intake_prefix = self.subject_prefix(ENV_INTAKE_PREFIX, "intake_prefix", file.intake_prefix.clone(), DEFAULT_INTAKE_PREFIX);
-        let forward_prefix = self.subject_prefix(ENV_FORWARD_PREFIX, "forward_prefix", file.forward_prefix.clone(), DEFAULT_FORWARD_PREFIX);
+        let intake_prefix =
+            self.subject_prefix(ENV_INTAKE_PREFIX, "intake_prefix", file.intake_prefix.clone(), DEFAULT_INTAKE_PREFIX);
+        let forward_prefix = self.subject_prefix(
+            ENV_FORWARD_PREFIX,
+            "forward_prefix",
+            file.forward_prefix.clone(),
+            DEFAULT_FORWARD_PREFIX,
+        );
         if intake_prefix == forward_prefix || forward_prefix.starts_with(&format!("{intake_prefix}.")) {
             self.errors.push(format!(
                 "intake_prefix ({ENV_INTAKE_PREFIX}) {intake_prefix:?} and forward_prefix ({ENV_FORWARD_PREFIX}) {forward_prefix:?} overlap, so the gate would read its own output"
@@ -261,7 +315,11 @@ impl Layers<'_> {
             },
             http_addr,
             gate_id,
-            keyring_path: pick(flags.keyring.clone(), self.env_text(ENV_KEYRING).map(PathBuf::from), file.keyring.clone()),
+            keyring_path: pick(
+                flags.keyring.clone(),
+                self.env_text(ENV_KEYRING).map(PathBuf::from),
+                file.keyring.clone(),
+            ),
             initial_mode,
             clock_window_ms,
             max_payload_bytes,
@@ -283,8 +341,12 @@ impl Layers<'_> {
 
     /// Resolves the bucket name, which JetStream key-value limits to letters, digits, '-' and '_'.
     fn state_bucket(&mut self, from_file: Option<String>) -> String {
-        let bucket = pick(None, self.env_text(ENV_STATE_BUCKET), from_file).unwrap_or_else(|| DEFAULT_STATE_BUCKET.to_owned());
-        let valid = !bucket.is_empty() && bucket.chars().all(|character| character.is_ascii_alphanumeric() || character == '-' || character == '_');
+        let bucket =
+            pick(None, self.env_text(ENV_STATE_BUCKET), from_file).unwrap_or_else(|| DEFAULT_STATE_BUCKET.to_owned());
+        let valid = !bucket.is_empty()
+            && bucket
+                .chars()
+                .all(|character| character.is_ascii_alphanumeric() || character == '-' || character == '_');
         if !valid {
             self.errors.push(format!("state_bucket ({ENV_STATE_BUCKET}): {bucket:?} is not a bucket name; use only letters, digits, '-' and '_'"));
         }
@@ -296,7 +358,14 @@ impl Layers<'_> {
     }
 
     /// Resolves a number from the environment or the file, checked against `range`.
-    fn number<T>(&mut self, env_name: &str, key: &str, from_file: Option<T>, default: T, range: std::ops::RangeInclusive<T>) -> T
+    fn number<T>(
+        &mut self,
+        env_name: &str,
+        key: &str,
+        from_file: Option<T>,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+    ) -> T
     where
         T: std::str::FromStr + PartialOrd + Copy + std::fmt::Display,
     {
@@ -318,9 +387,12 @@ impl Layers<'_> {
 
     fn subject_prefix(&mut self, env_name: &str, key: &str, from_file: Option<String>, default: &str) -> String {
         let prefix = pick(None, self.env_text(env_name), from_file).unwrap_or_else(|| default.to_owned());
-        let valid = !prefix.is_empty() && prefix.split('.').all(|token| !token.is_empty() && !token.contains(['*', '>', ' ', '\t']));
+        let valid = !prefix.is_empty()
+            && prefix.split('.').all(|token| !token.is_empty() && !token.contains(['*', '>', ' ', '\t']));
         if !valid {
-            self.errors.push(format!("{key} ({env_name}): {prefix:?} is not a subject prefix of non-empty tokens without wildcards"));
+            self.errors.push(format!(
+                "{key} ({env_name}): {prefix:?} is not a subject prefix of non-empty tokens without wildcards"
+            ));
         }
         prefix
     }

@@ -58,7 +58,13 @@ impl ControlPlane {
             if message.subject.as_str() == STATUS_SUBJECT {
                 self.answer_status(message.reply.map(|reply| reply.to_string())).await;
             } else {
-                self.handle_command(&message.subject, message.reply.map(|reply| reply.to_string()), message.headers.as_ref(), &message.payload).await;
+                self.handle_command(
+                    &message.subject,
+                    message.reply.map(|reply| reply.to_string()),
+                    message.headers.as_ref(),
+                    &message.payload,
+                )
+                .await;
             }
         }
         self.gate.health.commands_subscribed.store(false, std::sync::atomic::Ordering::Release);
@@ -74,13 +80,20 @@ impl ControlPlane {
     async fn handle_command(&mut self, subject: &str, reply: Option<String>, headers: Option<&HeaderMap>, body: &[u8]) {
         let command = Command::parse(subject, body);
         let header = |name: &str| headers.and_then(|headers| headers.get(name)).map(async_nats::HeaderValue::as_str);
-        let order_headers = OrderHeaders { msg_id: None, key_id: header(HEADER_KEY_ID), timestamp: header(HEADER_TIMESTAMP), nonce: header(HEADER_NONCE), signature: header(HEADER_SIGNATURE) };
+        let order_headers = OrderHeaders {
+            msg_id: None,
+            key_id: header(HEADER_KEY_ID),
+            timestamp: header(HEADER_TIMESTAMP),
+            nonce: header(HEADER_NONCE),
+            signature: header(HEADER_SIGNATURE),
+        };
 
         let role = command.required_role(&self.gate.state());
         let keyring = self.gate.keyring();
         let now = now_ms();
         let message = SignedMessage { subject, body, headers: order_headers };
-        let authentication = command::authenticate(&message, role, &keyring, &mut self.replay, now, self.gate.settings.clock_window_ms);
+        let authentication =
+            command::authenticate(&message, role, &keyring, &mut self.replay, now, self.gate.settings.clock_window_ms);
         drop(keyring);
         let auth_label = auth_label(&authentication);
         log_authentication(&command, role, &authentication, subject);
@@ -91,10 +104,20 @@ impl ControlPlane {
                 match transition {
                     Transition::Applied(next) => {
                         let next = Arc::new(next);
-                        log_transition(&previous, &next, &command, change.key_id.as_deref(), &self.gate.settings.gate_id);
+                        log_transition(
+                            &previous,
+                            &next,
+                            &command,
+                            change.key_id.as_deref(),
+                            &self.gate.settings.gate_id,
+                        );
                         Outcome { label: "applied", reason: command.reason.clone(), state: next }
                     }
-                    Transition::Unchanged => Outcome { label: "unchanged", reason: format!("{} already in force", change.mode), state: self.gate.state().clone() },
+                    Transition::Unchanged => Outcome {
+                        label: "unchanged",
+                        reason: format!("{} already in force", change.mode),
+                        state: self.gate.state().clone(),
+                    },
                 }
             }
             CommandDecision::Refuse(refusal) => {
@@ -115,9 +138,12 @@ impl ControlPlane {
     fn command_event(&self, command: &Command, outcome: &Outcome, key_id: Option<&str>, body: &[u8]) -> Value {
         // The mode in force for the scope: a scoped halt past the scope limit becomes a
         // global HARD_HALT, which then applies to that scope too.
-        let scoped = outcome.state.entry(command.scope.as_ref()).map_or(titan_gate_core::Mode::Running, |entry| entry.mode);
+        let scoped =
+            outcome.state.entry(command.scope.as_ref()).map_or(titan_gate_core::Mode::Running, |entry| entry.mode);
         let scope_mode = scoped.max(outcome.state.global.mode).as_str();
-        let command_id = titan_gate_core::json::parse(body).ok().and_then(|value| value.get("command_id").and_then(|id| id.as_str().map(str::to_owned)));
+        let command_id = titan_gate_core::json::parse(body)
+            .ok()
+            .and_then(|value| value.get("command_id").and_then(|id| id.as_str().map(str::to_owned)));
         json!({
             "command": command.kind.label(),
             "scope": command.scope.as_ref().map_or_else(|| gate_metrics::GLOBAL_SCOPE.to_owned(), ToString::to_string),
@@ -142,7 +168,9 @@ impl ControlPlane {
 
 fn log_authentication(command: &Command, role: Role, authentication: &Result<Signer, AuthError>, subject: &str) {
     match authentication {
-        Ok(signer) => info!(command = command.kind.label(), key_id = %signer.key_id, subject = %subject, "Signed command received"),
+        Ok(signer) => {
+            info!(command = command.kind.label(), key_id = %signer.key_id, subject = %subject, "Signed command received")
+        }
         Err(AuthError::Unsigned) if role == Role::Halt => {
             gate_metrics::count_security_event(titan_gate_core::SecurityEvent::Unsigned);
             info!(command = command.kind.label(), subject = %subject, "Unsigned halt accepted: stopping never needs a signature");

@@ -91,13 +91,18 @@ impl PendingForward {
 }
 
 /// Sends the publish. An error here means nothing was sent, so it is a certain rejection.
-pub async fn publish(jetstream: &async_nats::jetstream::Context, pending: &PendingForward) -> Result<PublishAckFuture, Rejection> {
+pub async fn publish(
+    jetstream: &async_nats::jetstream::Context,
+    pending: &PendingForward,
+) -> Result<PublishAckFuture, Rejection> {
     jetstream
         .publish_with_headers(pending.forward_subject.clone(), pending.headers.clone(), pending.payload.clone())
         .await
         .map_err(|error| {
             let (reason, detail): (Reason, Cow<'static, str>) = match error.kind() {
-                PublishErrorKind::MaxAckPending => (Reason::RateLimited, "gate at capacity: too many acknowledgements pending; retry shortly".into()),
+                PublishErrorKind::MaxAckPending => {
+                    (Reason::RateLimited, "gate at capacity: too many acknowledgements pending; retry shortly".into())
+                }
                 _ => (Reason::ForwardFailed, format!("JetStream publish was not sent: {error}; {RETRY_HINT}").into()),
             };
             Rejection { reason, detail, halted_scope: None }
@@ -108,8 +113,15 @@ pub async fn publish(jetstream: &async_nats::jetstream::Context, pending: &Pendi
 pub async fn await_ack(ack: PublishAckFuture, pending: &PendingForward) -> ForwardOutcome {
     match ack.await {
         Ok(ack) if ack.duplicate => {
-            let detail = format!("JetStream already stored message id {:?} in stream {} at sequence {} inside its duplicate window", pending.msg_id, ack.stream, ack.sequence);
-            ForwardOutcome::Refused(Rejection { reason: Reason::DuplicateIntent, detail: detail.into(), halted_scope: None })
+            let detail = format!(
+                "JetStream already stored message id {:?} in stream {} at sequence {} inside its duplicate window",
+                pending.msg_id, ack.stream, ack.sequence
+            );
+            ForwardOutcome::Refused(Rejection {
+                reason: Reason::DuplicateIntent,
+                detail: detail.into(),
+                halted_scope: None,
+            })
         }
         Ok(ack) => {
             histogram!(FORWARD_SECONDS).record(pending.started.elapsed());
@@ -122,14 +134,23 @@ pub async fn await_ack(ack: PublishAckFuture, pending: &PendingForward) -> Forwa
 fn classify_error(error: &async_nats::jetstream::context::PublishError, pending: &PendingForward) -> ForwardOutcome {
     let kind = error.kind();
     let refused_by_jetstream = kind == PublishErrorKind::Other
-        && std::error::Error::source(error).is_some_and(|source| source.downcast_ref::<async_nats::jetstream::Error>().is_some());
+        && std::error::Error::source(error)
+            .is_some_and(|source| source.downcast_ref::<async_nats::jetstream::Error>().is_some());
     if kind == PublishErrorKind::StreamNotFound {
         let detail = format!("no JetStream stream stores subject {}; {RETRY_HINT}", pending.forward_subject);
-        return ForwardOutcome::Refused(Rejection { reason: Reason::ForwardFailed, detail: detail.into(), halted_scope: None });
+        return ForwardOutcome::Refused(Rejection {
+            reason: Reason::ForwardFailed,
+            detail: detail.into(),
+            halted_scope: None,
+        });
     }
     if is_certain_refusal(kind) || refused_by_jetstream {
         let detail = format!("JetStream refused the order: {error}; {RETRY_HINT}");
-        return ForwardOutcome::Refused(Rejection { reason: Reason::ForwardFailed, detail: detail.into(), halted_scope: None });
+        return ForwardOutcome::Refused(Rejection {
+            reason: Reason::ForwardFailed,
+            detail: detail.into(),
+            halted_scope: None,
+        });
     }
     let detail = match kind {
         PublishErrorKind::TimedOut => "no JetStream acknowledgement before the deadline".to_owned(),
@@ -150,11 +171,21 @@ pub async fn follow_up(path: &OrderPath, pending: PendingForward) {
     let (verdict, reason, detail, sequence) = loop {
         let state = gate.state();
         if let Err(rejection) = check_halt(&state, &pending.tail, &pending.strategy, pending.reducing) {
-            break ("unresolved", Some(Reason::ForwardUnconfirmed), format!("stopped re-publishing because {}; the order may or may not be stored", rejection.detail), None);
+            break (
+                "unresolved",
+                Some(Reason::ForwardUnconfirmed),
+                format!("stopped re-publishing because {}; the order may or may not be stored", rejection.detail),
+                None,
+            );
         }
         drop(state);
         if Instant::now() >= deadline {
-            break ("unresolved", Some(Reason::ForwardUnconfirmed), "no JetStream answer inside the retry window; the order may or may not be stored".to_owned(), None);
+            break (
+                "unresolved",
+                Some(Reason::ForwardUnconfirmed),
+                "no JetStream answer inside the retry window; the order may or may not be stored".to_owned(),
+                None,
+            );
         }
 
         attempts += 1;
@@ -167,8 +198,12 @@ pub async fn follow_up(path: &OrderPath, pending: PendingForward) {
             Err(rejection) => ForwardOutcome::Unknown(rejection.detail.into_owned()),
         };
         match outcome {
-            ForwardOutcome::Stored { sequence } => break ("admitted", None, "stored after re-publishing".to_owned(), Some(sequence)),
-            ForwardOutcome::Refused(rejection) => break ("rejected", Some(rejection.reason), rejection.detail.into_owned(), None),
+            ForwardOutcome::Stored { sequence } => {
+                break ("admitted", None, "stored after re-publishing".to_owned(), Some(sequence));
+            }
+            ForwardOutcome::Refused(rejection) => {
+                break ("rejected", Some(rejection.reason), rejection.detail.into_owned(), None);
+            }
             ForwardOutcome::Unknown(detail) => {
                 warn!(order.id = %pending.msg_id, attempt = attempts, detail = %detail, "Re-publish unconfirmed");
                 if attempt_started.elapsed() < RETRY_PAUSE {

@@ -127,7 +127,9 @@ impl Health {
     /// while this is `Some`, because a gate that cannot hear a halt must not admit anything.
     pub fn control_plane_problem(&self) -> Option<&'static str> {
         if self.commands_denied.load(Ordering::Acquire) {
-            Some("the NATS server denied the halt subscriptions, so this gate cannot receive halts; fix its permissions")
+            Some(
+                "the NATS server denied the halt subscriptions, so this gate cannot receive halts; fix its permissions",
+            )
         } else if !self.control_connected.load(Ordering::Acquire) {
             Some("the control connection to NATS is down, so this gate cannot receive halts")
         } else if !self.commands_subscribed.load(Ordering::Acquire) {
@@ -157,7 +159,11 @@ impl Gate {
     /// Creates the gate in `HARD_HALT` with reason `STATE_UNKNOWN`, the state it keeps
     /// until it has read the stored state.
     pub fn new(settings: Settings, keyring: Keyring) -> Self {
-        let policy = Policy { max_payload_bytes: settings.max_payload_bytes, clock_window_ms: settings.clock_window_ms, signatures: settings.signatures };
+        let policy = Policy {
+            max_payload_bytes: settings.max_payload_bytes,
+            clock_window_ms: settings.clock_window_ms,
+            signatures: settings.signatures,
+        };
         let state = HaltState::initial(Mode::HardHalt, STATE_UNKNOWN, now_ms());
         Self {
             settings,
@@ -215,7 +221,13 @@ impl Gate {
     pub fn halt_state_unknown(&self) -> Arc<HaltState> {
         let _unpersisted = self.lock_unpersisted();
         let previous = self.state.load_full();
-        let change = Change { scope: None, mode: Mode::HardHalt, reason: STATE_UNKNOWN.to_owned(), operator: None, key_id: None };
+        let change = Change {
+            scope: None,
+            mode: Mode::HardHalt,
+            reason: STATE_UNKNOWN.to_owned(),
+            operator: None,
+            key_id: None,
+        };
         if let Transition::Applied(next) = previous.apply(&change, now_ms(), self.settings.max_scopes) {
             self.state.store(Arc::new(next.clone()));
             metrics::record_state(&next, Some(&previous));
@@ -313,7 +325,8 @@ impl Gate {
         status["state_loaded"] = json!(self.health.state_loaded.load(Ordering::Acquire));
         status["ready"] = json!(unready.is_empty());
         status["unready_reasons"] = json!(unready);
-        status["forward_stream"] = json!(*self.health.forward_stream.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        status["forward_stream"] =
+            json!(*self.health.forward_stream.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         status["keys"] = json!(self.keyring().ids());
         status["orders"] = json!({
             "admitted": self.counts[0].load(Ordering::Relaxed),

@@ -45,7 +45,10 @@ async fn readyz(State(state): State<AdminState>) -> Response {
     if reasons.is_empty() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        let body = format!("not ready:\n{}\n", reasons.iter().map(|reason| format!("- {reason}")).collect::<Vec<_>>().join("\n"));
+        let body = format!(
+            "not ready:\n{}\n",
+            reasons.iter().map(|reason| format!("- {reason}")).collect::<Vec<_>>().join("\n")
+        );
         (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
     }
 }
@@ -59,7 +62,8 @@ async fn status_page(State(state): State<AdminState>) -> Html<String> {
     let halt = gate.state();
     let halted = halt.strictest_mode() != Mode::Running;
     let scoped_only = halt.global.mode == Mode::Running && halted;
-    let headline = if scoped_only { format!("SCOPED HALT ({} scopes)", halt.scope_count()) } else { halt.global.mode.to_string() };
+    let headline =
+        if scoped_only { format!("SCOPED HALT ({} scopes)", halt.scope_count()) } else { halt.global.mode.to_string() };
     let color = if halted { "#b00020" } else { "#1b5e20" };
     let unready = gate.health.unready_reasons();
     let readiness = if unready.is_empty() {
@@ -69,7 +73,9 @@ async fn status_page(State(state): State<AdminState>) -> Html<String> {
         for reason in &unready {
             let _ = write!(items, "<li>{}</li>", escape(reason));
         }
-        format!("<div id=\"ready\" style=\"background:#ff8f00;color:#000;padding:8px 24px\"><strong>NOT READY</strong><ul>{items}</ul></div>")
+        format!(
+            "<div id=\"ready\" style=\"background:#ff8f00;color:#000;padding:8px 24px\"><strong>NOT READY</strong><ul>{items}</ul></div>"
+        )
     };
 
     let mut page = String::with_capacity(2048);

@@ -78,7 +78,9 @@ fn read_keyring_file(path: &Path, errors: &mut Vec<String>) -> Vec<Key> {
         }
         match build_key(entry, base) {
             Ok(key) => keys.push(key),
-            Err(problems) => errors.extend(problems.into_iter().map(|problem| format!("keyring {}: {problem}", path.display()))),
+            Err(problems) => {
+                errors.extend(problems.into_iter().map(|problem| format!("keyring {}: {problem}", path.display())))
+            }
         }
     }
     keys
@@ -122,7 +124,9 @@ fn build_key(entry: KeyEntry, base: &Path) -> Result<Key, Vec<String>> {
     let not_after = parse_time(&id, "not_after", entry.not_after.as_deref(), &mut problems);
 
     match secret {
-        Some(secret) if problems.is_empty() => Ok(Key::new(id, secret.as_bytes(), roles).with_strategy(entry.strategy).with_validity(not_before, not_after)),
+        Some(secret) if problems.is_empty() => Ok(Key::new(id, secret.as_bytes(), roles)
+            .with_strategy(entry.strategy)
+            .with_validity(not_before, not_after)),
         _ => Err(problems),
     }
 }
@@ -140,7 +144,8 @@ fn parse_time(id: &str, field: &str, text: Option<&str>, problems: &mut Vec<Stri
 
 /// Reads a secret file, dropping one trailing newline as `echo secret > file` writes it.
 pub fn read_secret_file(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path).map_err(|error| format!("secret file {} cannot be read: {error}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("secret file {} cannot be read: {error}", path.display()))?;
     let trimmed = text.strip_suffix('\n').map_or(text.as_str(), |rest| rest.strip_suffix('\r').unwrap_or(rest));
     Ok(trimmed.to_owned())
 }

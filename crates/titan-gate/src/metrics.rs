@@ -29,7 +29,8 @@ pub const GLOBAL_SCOPE: &str = "global";
 /// Decision buckets, in seconds: the in-process check takes microseconds.
 const DECISION_BUCKETS: [f64; 12] = [1e-7, 2.5e-7, 5e-7, 1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 1e-3, 1e-2];
 /// Forward buckets, in seconds: a JetStream acknowledgement takes tens of microseconds to seconds.
-const FORWARD_BUCKETS: [f64; 14] = [5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.5, 1.0, 5.0];
+const FORWARD_BUCKETS: [f64; 14] =
+    [5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.5, 1.0, 5.0];
 
 /// Installs the global Prometheus recorder and describes every metric.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
@@ -51,11 +52,17 @@ fn describe() {
     describe_counter!(COMMANDS_TOTAL, "Halt and resume commands received, by command, outcome and authentication.");
     describe_counter!(SECURITY_EVENTS_TOTAL, "Signature, key, freshness and replay failures, by kind.");
     describe_gauge!(NATS_CONNECTED, "1 while both NATS connections (orders and control) are up.");
-    describe_counter!(INTAKE_DROPPED_TOTAL, "Messages the NATS client dropped before the gate saw them (slow consumer).");
+    describe_counter!(
+        INTAKE_DROPPED_TOTAL,
+        "Messages the NATS client dropped before the gate saw them (slow consumer)."
+    );
     describe_counter!(NATS_ERRORS_TOTAL, "Errors the NATS server reported, such as permission violations, by kind.");
     describe_counter!(FORWARD_FOLLOW_UPS_TOTAL, "Final outcomes of orders that were first unconfirmed, by outcome.");
     describe_gauge!(IN_FLIGHT, "Forwarded orders awaiting their JetStream acknowledgement.");
-    describe_gauge!(REPLAY_NONCES, "Nonces in the order replay memory; orders are rate_limited when it reaches capacity.");
+    describe_gauge!(
+        REPLAY_NONCES,
+        "Nonces in the order replay memory; orders are rate_limited when it reaches capacity."
+    );
     describe_gauge!(REPLAY_CAPACITY, "Capacity of the order replay memory, in nonces.");
     describe_counter!(KEYRING_RELOADS_TOTAL, "Keyring reloads on SIGHUP, by outcome (loaded or failed).");
 }

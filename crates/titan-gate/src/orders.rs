@@ -10,10 +10,12 @@ use bytes::Bytes;
 use futures::StreamExt;
 use metrics::histogram;
 use serde_json::json;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use titan_gate_core::decide::{check_halt, describe_intent};
 use titan_gate_core::spend::spend_nonces;
-use titan_gate_core::{Admission, Context, Decision, HaltState, Mode, Order, OrderHeaders, Reason, Rejection, ReplayMemory, Verdict};
+use titan_gate_core::{
+    Admission, Context, Decision, HaltState, Mode, Order, OrderHeaders, Reason, Rejection, ReplayMemory, Verdict,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
 use crate::forward::{self, ForwardOutcome, PendingForward};
@@ -64,7 +66,12 @@ impl Received {
 
 impl OrderPath {
     /// Creates the order path.
-    pub fn new(gate: Arc<Gate>, client: async_nats::Client, jetstream: async_nats::jetstream::Context, log_limiter: Arc<RejectLogLimiter>) -> Self {
+    pub fn new(
+        gate: Arc<Gate>,
+        client: async_nats::Client,
+        jetstream: async_nats::jetstream::Context,
+        log_limiter: Arc<RejectLogLimiter>,
+    ) -> Self {
         let in_flight = Arc::new(Semaphore::new(gate.settings.max_in_flight));
         Self { gate, client, jetstream, in_flight, log_limiter }
     }
@@ -103,7 +110,12 @@ impl OrderPath {
                 }
             };
             let Some(message) = message else { break };
-            let received = Received { subject: message.subject.to_string(), reply: message.reply.map(|reply| reply.to_string()), headers: message.headers, payload: message.payload };
+            let received = Received {
+                subject: message.subject.to_string(),
+                reply: message.reply.map(|reply| reply.to_string()),
+                headers: message.headers,
+                payload: message.payload,
+            };
             self.handle(received, &mut replay, &mut scratch).await;
         }
         self.gate.health.intake_subscribed.store(false, std::sync::atomic::Ordering::Release);
@@ -167,7 +179,10 @@ impl OrderPath {
         drop(state);
 
         let Ok(permit) = Arc::clone(&self.in_flight).try_acquire_owned() else {
-            let detail = format!("gate at capacity: {} orders await their acknowledgement; retry shortly", self.gate.settings.max_in_flight);
+            let detail = format!(
+                "gate at capacity: {} orders await their acknowledgement; retry shortly",
+                self.gate.settings.max_in_flight
+            );
             self.reject(&received, Reason::RateLimited, detail.into()).await;
             return;
         };
@@ -182,12 +197,20 @@ impl OrderPath {
         }
     }
 
-    async fn finish(self, received: Received, pending: PendingForward, ack: async_nats::jetstream::context::PublishAckFuture, permit: OwnedSemaphorePermit) {
+    async fn finish(
+        self,
+        received: Received,
+        pending: PendingForward,
+        ack: async_nats::jetstream::context::PublishAckFuture,
+        permit: OwnedSemaphorePermit,
+    ) {
         let outcome = forward::await_ack(ack, &pending).await;
         drop(permit);
         match outcome {
             ForwardOutcome::Stored { sequence } => self.report_admission(&received, &pending, sequence).await,
-            ForwardOutcome::Refused(rejection) => self.report_rejection(&received, &rejection, &self.gate.state()).await,
+            ForwardOutcome::Refused(rejection) => {
+                self.report_rejection(&received, &rejection, &self.gate.state()).await
+            }
             ForwardOutcome::Unknown(detail) => {
                 self.report_unconfirmed(&received, &pending, &detail).await;
                 let path = self.clone();
@@ -231,7 +254,8 @@ impl OrderPath {
             gate_metrics::count_security_event(kind);
         }
 
-        let ids = describe_intent(received.header(HEADER_MSG_ID), &received.payload, self.gate.policy.max_payload_bytes);
+        let ids =
+            describe_intent(received.header(HEADER_MSG_ID), &received.payload, self.gate.policy.max_payload_bytes);
         let intent_id = ids.intent_id.as_deref().unwrap_or("");
         self.log_rejection(received, rejection, state, intent_id);
 
@@ -257,17 +281,29 @@ impl OrderPath {
         let reason = rejection.reason;
         let permit = self.log_limiter.permit(reason, Instant::now());
         if permit.suppressed_before > 0 {
-            info!(reason = reason.code(), suppressed = permit.suppressed_before, "Rejection logs suppressed in the last second");
+            info!(
+                reason = reason.code(),
+                suppressed = permit.suppressed_before,
+                "Rejection logs suppressed in the last second"
+            );
         }
         if !permit.log {
             return;
         }
         match reason {
             Reason::SystemHalted => {
-                let entry = rejection.halted_scope.as_ref().and_then(|scope| state.scoped(scope.kind, &scope.value)).unwrap_or(&state.global);
-                let scope = rejection.halted_scope.as_ref().map_or_else(|| gate_metrics::GLOBAL_SCOPE.to_owned(), ToString::to_string);
+                let entry = rejection
+                    .halted_scope
+                    .as_ref()
+                    .and_then(|scope| state.scoped(scope.kind, &scope.value))
+                    .unwrap_or(&state.global);
+                let scope = rejection
+                    .halted_scope
+                    .as_ref()
+                    .map_or_else(|| gate_metrics::GLOBAL_SCOPE.to_owned(), ToString::to_string);
                 // A fail-closed rejection (control plane down) has no halt entry of its own.
-                let halt_reason = if entry.mode.is_halted() { entry.reason.as_str() } else { rejection.detail.as_ref() };
+                let halt_reason =
+                    if entry.mode.is_halted() { entry.reason.as_str() } else { rejection.detail.as_ref() };
                 warn!(order.id = %intent_id, subject = %received.subject, halt.reason = %halt_reason, halt.scope = %scope, halt.epoch = state.epoch, "Order Rejected: System Halted");
             }
             _ if reason.security_event().is_some() => {
@@ -313,7 +349,10 @@ impl OrderPath {
 /// nonce must be spent so the same signed bytes cannot be admitted later. The others
 /// either spent it already, cannot verify, or cannot be recorded.
 fn spends_nonce(reason: Reason) -> bool {
-    matches!(reason, Reason::SystemHalted | Reason::ReduceOnly | Reason::Malformed | Reason::UnknownKey | Reason::StaleTimestamp)
+    matches!(
+        reason,
+        Reason::SystemHalted | Reason::ReduceOnly | Reason::Malformed | Reason::UnknownKey | Reason::StaleTimestamp
+    )
 }
 
 /// Headers the gate reads, in their one accepted spelling.
@@ -326,7 +365,9 @@ fn check_headers(headers: Option<&HeaderMap>) -> Result<(), String> {
     let Some(headers) = headers else { return Ok(()) };
     for (name, values) in headers.iter() {
         let name: &str = name.as_ref();
-        let Some(canonical) = READ_HEADERS.iter().find(|candidate| candidate.eq_ignore_ascii_case(name)) else { continue };
+        let Some(canonical) = READ_HEADERS.iter().find(|candidate| candidate.eq_ignore_ascii_case(name)) else {
+            continue;
+        };
         if name != *canonical {
             return Err(format!("header {name} must be spelled {canonical}"));
         }
@@ -344,5 +385,11 @@ fn tail_of<'s>(subject: &'s str, prefix: &str) -> &'s str {
 
 /// Returns true for an error the server reported before anything was sent or stored.
 pub fn is_certain_refusal(kind: PublishErrorKind) -> bool {
-    matches!(kind, PublishErrorKind::StreamNotFound | PublishErrorKind::WrongLastMessageId | PublishErrorKind::WrongLastSequence | PublishErrorKind::MaxPayloadExceeded)
+    matches!(
+        kind,
+        PublishErrorKind::StreamNotFound
+            | PublishErrorKind::WrongLastMessageId
+            | PublishErrorKind::WrongLastSequence
+            | PublishErrorKind::MaxPayloadExceeded
+    )
 }

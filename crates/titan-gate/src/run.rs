@@ -16,7 +16,10 @@ use crate::gate::Gate;
 use crate::http::{AdminState, router};
 use crate::keys::load_keyring;
 use crate::logging::RejectLogLimiter;
-use crate::metrics::{self as gate_metrics, IN_FLIGHT, INTAKE_DROPPED_TOTAL, KEYRING_RELOADS_TOTAL, NATS_CONNECTED, NATS_ERRORS_TOTAL, REPLAY_NONCES};
+use crate::metrics::{
+    self as gate_metrics, IN_FLIGHT, INTAKE_DROPPED_TOTAL, KEYRING_RELOADS_TOTAL, NATS_CONNECTED, NATS_ERRORS_TOTAL,
+    REPLAY_NONCES,
+};
 use crate::orders::OrderPath;
 use crate::state_sync::StateSync;
 
@@ -45,7 +48,9 @@ pub async fn run(settings: Settings, keyring: titan_gate_core::Keyring, env: Env
     let settings = &gate.settings;
     info!(gate_id = %settings.gate_id, nats_url = %redact_url(&settings.nats.url), http_addr = %settings.http_addr, initial_mode = %settings.initial_mode, state_bucket = %settings.state_bucket, keys = gate.keyring().len(), "titan-gate starting");
 
-    let listener = tokio::net::TcpListener::bind(settings.http_addr).await.with_context(|| format!("cannot listen on http_addr {}", settings.http_addr))?;
+    let listener = tokio::net::TcpListener::bind(settings.http_addr)
+        .await
+        .with_context(|| format!("cannot listen on http_addr {}", settings.http_addr))?;
     let admin = router(AdminState { gate: Arc::clone(&gate), prometheus });
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, admin).await {
@@ -116,14 +121,20 @@ async fn connect(gate: &Arc<Gate>, connection: Connection) -> anyhow::Result<asy
         options = options.user_and_password(user.clone(), password.clone());
     }
     if let Some(creds) = &settings.nats.creds {
-        options = options.credentials_file(creds).await.with_context(|| format!("cannot read NATS credentials file {}", creds.display()))?;
+        options = options
+            .credentials_file(creds)
+            .await
+            .with_context(|| format!("cannot read NATS credentials file {}", creds.display()))?;
     }
     let events_gate = Arc::clone(gate);
     options = options.event_callback(move |event| {
         let gate = Arc::clone(&events_gate);
         async move { on_event(&gate, connection, event) }
     });
-    options.connect(settings.nats.url.as_str()).await.with_context(|| format!("cannot connect to NATS at {}", redact_url(&settings.nats.url)))
+    options
+        .connect(settings.nats.url.as_str())
+        .await
+        .with_context(|| format!("cannot connect to NATS at {}", redact_url(&settings.nats.url)))
 }
 
 fn on_event(gate: &Gate, connection: Connection, event: Event) {
@@ -155,7 +166,10 @@ fn on_event(gate: &Gate, connection: Connection, event: Event) {
                 counter!(INTAKE_DROPPED_TOTAL).increment(1);
             }
             if gate.slow_consumer_log.permit(titan_gate_core::Reason::RateLimited, std::time::Instant::now()).log {
-                warn!(connection = connection.name(), subscription, "NATS client dropped messages: the gate is a slow consumer");
+                warn!(
+                    connection = connection.name(),
+                    subscription, "NATS client dropped messages: the gate is a slow consumer"
+                );
             }
         }
         Event::ServerError(server_error) => {
@@ -170,7 +184,9 @@ fn on_event(gate: &Gate, connection: Connection, event: Event) {
             }
             error!(connection = connection.name(), error = %text, "NATS server reported an error");
         }
-        Event::ClientError(client_error) => warn!(connection = connection.name(), error = %client_error, "NATS client error"),
+        Event::ClientError(client_error) => {
+            warn!(connection = connection.name(), error = %client_error, "NATS client error")
+        }
         other => info!(connection = connection.name(), event = %other, "NATS event"),
     }
     gauge!(NATS_CONNECTED).set(if gate.health.nats_connected() { 1.0 } else { 0.0 });
@@ -200,7 +216,8 @@ fn spawn_periodic_checks(order_path: OrderPath) {
 async fn check_forward_stream(order_path: &OrderPath) {
     let gate = &order_path.gate;
     let subject = format!("{}.>", gate.settings.forward_prefix);
-    let lookup = tokio::time::timeout(Duration::from_secs(2), order_path.jetstream.stream_by_subject(subject.clone())).await;
+    let lookup =
+        tokio::time::timeout(Duration::from_secs(2), order_path.jetstream.stream_by_subject(subject.clone())).await;
     let found = match lookup {
         Ok(Ok(name)) => Some(name),
         Ok(Err(error)) => {
@@ -228,7 +245,9 @@ async fn check_forward_stream(order_path: &OrderPath) {
 fn warn_about_missing_roles(keyring: &titan_gate_core::Keyring) {
     let now = crate::keys::now_ms();
     if keyring.first_with_role(titan_gate_core::Role::Order, now).is_none() {
-        warn!("No key with role order: every order will be rejected; set TITAN_HMAC_SECRET or add an order key to the keyring");
+        warn!(
+            "No key with role order: every order will be rejected; set TITAN_HMAC_SECRET or add an order key to the keyring"
+        );
     }
     if keyring.first_with_role(titan_gate_core::Role::Resume, now).is_none() {
         warn!("No key with role resume: once halted, this gate cannot be resumed; add a resume key to the keyring");

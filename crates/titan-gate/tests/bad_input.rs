@@ -8,7 +8,10 @@ use common::*;
 
 #[tokio::test]
 async fn bad_bodies_are_malformed_or_too_large() {
-    let harness = Harness::start_with(true, |builder| builder.env("TITAN_GATE_INITIAL_MODE", "running").env("TITAN_GATE_MAX_PAYLOAD_BYTES", "262144")).await;
+    let harness = Harness::start_with(true, |builder| {
+        builder.env("TITAN_GATE_INITIAL_MODE", "running").env("TITAN_GATE_MAX_PAYLOAD_BYTES", "262144")
+    })
+    .await;
     let good = payload("sig-bad", "BUY_SETUP");
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
@@ -17,13 +20,37 @@ async fn bad_bodies_are_malformed_or_too_large() {
         ("nesting 100,000 deep", deep.into_bytes(), "malformed"),
         ("over the size limit", vec![b'{'; 300_000], "payload_too_large"),
         ("invalid utf-8", b"{\"type\":\"\xff\xfe\"}".to_vec(), "malformed"),
-        ("1e400", envelope_with_unchecked_signature(&good.replace("0.38771252914452203", "1e400")).into_bytes(), "malformed"),
-        ("-0 size", v1_envelope(&good.replace("0.38771252914452203", "-0"), now_ms(), &nonce()).into_bytes(), "malformed"),
-        ("lone surrogate", envelope_with_unchecked_signature(&good.replace("sig-bad", "sig-\\udc00")).into_bytes(), "malformed"),
-        ("duplicate key", unsigned_envelope(&good).replace(r#""version":1"#, r#""version":1,"version":2"#).into_bytes(), "malformed"),
-        ("__proto__ key", envelope_with_unchecked_signature(&good.replace(r#""size""#, r#""__proto__":{"x":1},"size""#)).into_bytes(), "malformed"),
+        (
+            "1e400",
+            envelope_with_unchecked_signature(&good.replace("0.38771252914452203", "1e400")).into_bytes(),
+            "malformed",
+        ),
+        (
+            "-0 size",
+            v1_envelope(&good.replace("0.38771252914452203", "-0"), now_ms(), &nonce()).into_bytes(),
+            "malformed",
+        ),
+        (
+            "lone surrogate",
+            envelope_with_unchecked_signature(&good.replace("sig-bad", "sig-\\udc00")).into_bytes(),
+            "malformed",
+        ),
+        (
+            "duplicate key",
+            unsigned_envelope(&good).replace(r#""version":1"#, r#""version":1,"version":2"#).into_bytes(),
+            "malformed",
+        ),
+        (
+            "__proto__ key",
+            envelope_with_unchecked_signature(&good.replace(r#""size""#, r#""__proto__":{"x":1},"size""#)).into_bytes(),
+            "malformed",
+        ),
         ("missing payload", br#"{"type":"t","version":1,"producer":"p"}"#.to_vec(), "malformed"),
-        ("version as string", unsigned_envelope(&good).replace(r#""version":1"#, r#""version":"1""#).into_bytes(), "malformed"),
+        (
+            "version as string",
+            unsigned_envelope(&good).replace(r#""version":1"#, r#""version":"1""#).into_bytes(),
+            "malformed",
+        ),
         ("size as string", unsigned_envelope(&good.replace("0.38771252914452203", "\"1\"")).into_bytes(), "malformed"),
         ("empty body", Vec::new(), "malformed"),
     ];
@@ -97,7 +124,8 @@ async fn repeated_or_misspelled_signature_headers_are_malformed() {
     spoofed.insert("Traceparent", "00-abc-def-01");
     assert_eq!(harness.order(TAIL, body, spoofed).await["verdict"], "admitted");
     let stored = harness.stored_orders().await;
-    let epochs: Vec<&str> = stored[0].headers.get_all("Titan-Gate-Epoch").map(async_nats::HeaderValue::as_str).collect();
+    let epochs: Vec<&str> =
+        stored[0].headers.get_all("Titan-Gate-Epoch").map(async_nats::HeaderValue::as_str).collect();
     assert_eq!(epochs, vec!["0"], "the producer's Titan-Gate-Epoch is dropped");
     assert_eq!(stored[0].headers.get("Traceparent").map(async_nats::HeaderValue::as_str), Some("00-abc-def-01"));
 }

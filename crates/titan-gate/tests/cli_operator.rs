@@ -13,14 +13,21 @@ fn titan_gate(args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 fn text(output: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
 
 async fn second_replica(harness: &Harness) -> GateProcess {
     second_replica_with(harness, |builder| builder).await
 }
 
-async fn second_replica_with(harness: &Harness, configure: impl FnOnce(GateProcessBuilder) -> GateProcessBuilder) -> GateProcess {
+async fn second_replica_with(
+    harness: &Harness,
+    configure: impl FnOnce(GateProcessBuilder) -> GateProcessBuilder,
+) -> GateProcess {
     let keyring = harness.keyring_dir.path().join("keyring.toml");
     let builder: GateProcessBuilder = GateProcess::builder(GATE_BINARY, harness.server.url())
         .gate_id("replica-b")
@@ -45,7 +52,10 @@ async fn halt_status_and_resume_reach_every_replica() {
     assert!(stdout.contains("replica-a") && stdout.contains("replica-b"), "{stdout}");
     assert!(stdout.contains("HARD_HALT"), "{stdout}");
 
-    let resume = titan_gate(&["resume", "--reason", "pre-open checks", "--operator", "alice", "--keyring", &keyring, "--expect", "2"], &env);
+    let resume = titan_gate(
+        &["resume", "--reason", "pre-open checks", "--operator", "alice", "--keyring", &keyring, "--expect", "2"],
+        &env,
+    );
     assert!(resume.status.success(), "{}", text(&resume));
     assert_eq!(String::from_utf8_lossy(&resume.stdout).matches("applied").count(), 2, "{}", text(&resume));
     assert_eq!(harness.signed_order("sig-cli-1").await["verdict"], "admitted");
@@ -82,7 +92,8 @@ async fn status_fails_when_replicas_disagree_or_are_missing() {
     let harness = Harness::start().await;
     // A bucket of its own, so this replica starts in its initial HARD_HALT instead of
     // adopting the first replica's stored RUNNING state.
-    let _replica_b = second_replica_with(&harness, |builder| builder.env("TITAN_GATE_STATE_BUCKET", "OTHER_STATE")).await;
+    let _replica_b =
+        second_replica_with(&harness, |builder| builder.env("TITAN_GATE_STATE_BUCKET", "OTHER_STATE")).await;
     let url = harness.server.url();
     let env = [("NATS_URL", url.as_str())];
 
@@ -97,7 +108,10 @@ async fn status_fails_when_replicas_disagree_or_are_missing() {
 async fn scoped_halt_from_the_command_line() {
     let harness = Harness::start().await;
     let url = harness.server.url();
-    let halt = titan_gate(&["halt", "--reason", "venue outage", "--operator", "carol", "--scope", "venue=binance", "--soft"], &[("NATS_URL", url.as_str())]);
+    let halt = titan_gate(
+        &["halt", "--reason", "venue outage", "--operator", "carol", "--scope", "venue=binance", "--soft"],
+        &[("NATS_URL", url.as_str())],
+    );
     assert!(halt.status.success(), "{}", text(&halt));
     assert_eq!(rejection_reason(&harness.signed_order("sig-scope").await), "reduce_only");
     let status = harness.status();
@@ -105,6 +119,9 @@ async fn scoped_halt_from_the_command_line() {
     assert_eq!(status["scopes"][0]["scope"], "venue:binance");
     assert_eq!(status["scopes"][0]["mode"], "SOFT_HALT");
 
-    let bad_scope = titan_gate(&["halt", "--reason", "r", "--operator", "o", "--scope", "planet=mars"], &[("NATS_URL", url.as_str())]);
+    let bad_scope = titan_gate(
+        &["halt", "--reason", "r", "--operator", "o", "--scope", "planet=mars"],
+        &[("NATS_URL", url.as_str())],
+    );
     assert_ne!(bad_scope.status.code(), Some(0), "{}", text(&bad_scope));
 }

@@ -73,7 +73,13 @@ async fn unsigned_resume_is_refused_and_logged() {
 
     let event = harness.command(HALT, br#"{"active":false}"#, HeaderMap::new()).await;
     assert_eq!(event["outcome"], "refused", "{event}");
-    assert!(harness.metrics().contains(r#"titan_gate_commands_total{command="resume",outcome="refused",auth="unsigned"} 2"#), "{}", harness.metrics());
+    assert!(
+        harness
+            .metrics()
+            .contains(r#"titan_gate_commands_total{command="resume",outcome="refused",auth="unsigned"} 2"#),
+        "{}",
+        harness.metrics()
+    );
 }
 
 #[tokio::test]
@@ -83,8 +89,14 @@ async fn badly_signed_resumes_are_refused() {
     let wrong_secret = v2_headers(OPS_KEY_ID, "not-the-secret", HALT, body, now_ms(), &nonce());
     let order_key = v2_headers(STRATEGY_KEY_ID, STRATEGY_SECRET, HALT, body, now_ms(), &nonce());
     let stale = v2_headers(OPS_KEY_ID, OPS_SECRET, HALT, body, now_ms() - 120_000, &nonce());
-    let other_subject = v2_headers(OPS_KEY_ID, OPS_SECRET, "titan.cmd.sys.halt.v1.venue.binance", body, now_ms(), &nonce());
-    for (name, headers) in [("wrong secret", wrong_secret), ("order key", order_key), ("stale", stale), ("signed for another subject", other_subject)] {
+    let other_subject =
+        v2_headers(OPS_KEY_ID, OPS_SECRET, "titan.cmd.sys.halt.v1.venue.binance", body, now_ms(), &nonce());
+    for (name, headers) in [
+        ("wrong secret", wrong_secret),
+        ("order key", order_key),
+        ("stale", stale),
+        ("signed for another subject", other_subject),
+    ] {
         let event = harness.command(HALT, body, headers).await;
         assert_eq!(event["outcome"], "refused", "{name}: {event}");
     }
@@ -190,14 +202,21 @@ async fn halt_during_flood_takes_effect_while_flood_runs() {
             sent
         })
     };
-    wait_until(WAIT, "orders admitted during the flood", || async { harness.status()["orders"]["admitted"].as_u64().unwrap_or(0) > 200 }).await.unwrap();
+    wait_until(WAIT, "orders admitted during the flood", || async {
+        harness.status()["orders"]["admitted"].as_u64().unwrap_or(0) > 200
+    })
+    .await
+    .unwrap();
 
     let event = harness.command(HALT, br#"{"reason":"halt under flood"}"#, HeaderMap::new()).await;
     assert!(!flood.is_finished(), "the flood must still run when the halt lands");
     let halt_epoch = event["epoch"].as_u64().unwrap();
-    wait_until(WAIT, "system_halted rejections during the flood", || async { harness.metrics().contains(r#"reason="system_halted"} "#) && !harness.metrics().contains(r#"reason="system_halted"} 0"#) })
-        .await
-        .unwrap();
+    wait_until(WAIT, "system_halted rejections during the flood", || async {
+        harness.metrics().contains(r#"reason="system_halted"} "#)
+            && !harness.metrics().contains(r#"reason="system_halted"} 0"#)
+    })
+    .await
+    .unwrap();
     flooding.store(false, std::sync::atomic::Ordering::Relaxed);
     let sent = flood.await.unwrap();
     assert!(sent > 0);
@@ -205,7 +224,9 @@ async fn halt_during_flood_takes_effect_while_flood_runs() {
     let stored = harness.stored_orders().await;
     let late: Vec<u64> = stored
         .iter()
-        .filter_map(|message| message.headers.get("Titan-Gate-Epoch").and_then(|epoch| epoch.as_str().parse::<u64>().ok()))
+        .filter_map(|message| {
+            message.headers.get("Titan-Gate-Epoch").and_then(|epoch| epoch.as_str().parse::<u64>().ok())
+        })
         .filter(|epoch| *epoch >= halt_epoch)
         .collect();
     assert!(late.is_empty(), "{} orders admitted at or after the halt's epoch", late.len());
@@ -217,14 +238,27 @@ async fn command_events_carry_scope() {
     let harness = Harness::start().await;
     let mut events = harness.client.subscribe("titan.evt.gate.command.v1").await.unwrap();
     harness.client.flush().await.unwrap();
-    harness.client.publish("titan.cmd.sys.halt.v1.venue.binance", br#"{"reason":"venue outage"}"#.to_vec().into()).await.unwrap();
+    harness
+        .client
+        .publish("titan.cmd.sys.halt.v1.venue.binance", br#"{"reason":"venue outage"}"#.to_vec().into())
+        .await
+        .unwrap();
     let event = tokio::time::timeout(WAIT, events.next()).await.unwrap().unwrap();
     let event: Value = serde_json::from_slice(&event.payload).unwrap();
     assert_eq!(event["scope"], "venue:binance");
     assert_eq!(event["outcome"], "applied");
     assert_eq!(rejection_reason(&harness.signed_order("sig-venue").await), "system_halted");
     assert!(harness.metrics().contains(r#"titan_gate_halted{scope="venue:binance"} 1"#));
-    assert_eq!(harness.order("bybit.main.BTC_USDT", v1_envelope(&payload("sig-bybit", "BUY_SETUP"), now_ms(), &nonce()), HeaderMap::new()).await["verdict"], "admitted");
+    assert_eq!(
+        harness
+            .order(
+                "bybit.main.BTC_USDT",
+                v1_envelope(&payload("sig-bybit", "BUY_SETUP"), now_ms(), &nonce()),
+                HeaderMap::new()
+            )
+            .await["verdict"],
+        "admitted"
+    );
 }
 
 #[tokio::test]
@@ -234,7 +268,13 @@ async fn status_page_shows_halt_scopes_and_readiness() {
     assert!(page.contains(r#"data-halted="false""#), "{page}");
     assert!(page.contains("RUNNING"));
 
-    harness.command("titan.cmd.sys.halt.v1.symbol.BTC_USDT", br#"{"reason":"<script>alert(1)</script>"}"#, HeaderMap::new()).await;
+    harness
+        .command(
+            "titan.cmd.sys.halt.v1.symbol.BTC_USDT",
+            br#"{"reason":"<script>alert(1)</script>"}"#,
+            HeaderMap::new(),
+        )
+        .await;
     let page = harness.gate.get("/").unwrap().body;
     assert!(page.contains(r#"data-halted="true""#), "{page}");
     assert!(page.contains("SCOPED HALT (1 scopes)"), "{page}");
@@ -242,7 +282,11 @@ async fn status_page_shows_halt_scopes_and_readiness() {
     assert!(!page.contains("<script>"), "operator text is escaped: {page}");
 
     harness.server.kill().unwrap();
-    wait_until(WAIT, "the page to show NOT READY", || async { harness.gate.get("/").is_some_and(|page| page.body.contains("NOT READY")) }).await.unwrap();
+    wait_until(WAIT, "the page to show NOT READY", || async {
+        harness.gate.get("/").is_some_and(|page| page.body.contains("NOT READY"))
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -266,7 +310,10 @@ accounts: {
     )
     .unwrap();
     let server = titan_gate_test_support::NatsServer::builder().config_file(&config).start().unwrap();
-    let client = async_nats::ConnectOptions::with_user_and_password("tester".into(), "tester-pw".into()).connect(server.url()).await.unwrap();
+    let client = async_nats::ConnectOptions::with_user_and_password("tester".into(), "tester-pw".into())
+        .connect(server.url())
+        .await
+        .unwrap();
     create_titan_stream(&async_nats::jetstream::new(client.clone())).await;
     let gate = titan_gate_test_support::GateProcess::builder(GATE_BINARY, server.url())
         .env("TITAN_HMAC_SECRET", V1_SECRET)
@@ -300,12 +347,21 @@ async fn order_rejected_while_halted_never_reaches_stream() {
     let other_venue = harness.order("bybit.main.BTC_USDT", body.clone(), HeaderMap::new()).await;
     assert_eq!(rejection_reason(&other_venue), "replayed_nonce", "the same signed bytes on another subject");
     let other_producer = body.replace(r#""producer":"titan-brain""#, r#""producer":"someone-else""#);
-    assert_eq!(rejection_reason(&harness.order("bybit.main.BTC_USDT", other_producer, HeaderMap::new()).await), "replayed_nonce");
+    assert_eq!(
+        rejection_reason(&harness.order("bybit.main.BTC_USDT", other_producer, HeaderMap::new()).await),
+        "replayed_nonce"
+    );
 
     let body_resume = br#"{"state":"OPEN","reason":"venue back"}"#;
     let scoped = "titan.cmd.sys.halt.v1.venue.binance";
-    let event = harness.command(scoped, body_resume, v2_headers(OPS_KEY_ID, OPS_SECRET, scoped, body_resume, now_ms(), &nonce())).await;
+    let event = harness
+        .command(scoped, body_resume, v2_headers(OPS_KEY_ID, OPS_SECRET, scoped, body_resume, now_ms(), &nonce()))
+        .await;
     assert_eq!(event["outcome"], "applied", "{event}");
-    assert_eq!(rejection_reason(&harness.order(TAIL, body, HeaderMap::new()).await), "replayed_nonce", "after the resume");
+    assert_eq!(
+        rejection_reason(&harness.order(TAIL, body, HeaderMap::new()).await),
+        "replayed_nonce",
+        "after the resume"
+    );
     assert!(harness.stored_orders().await.is_empty());
 }

@@ -28,7 +28,10 @@ async fn json_log_lines_carry_fields() {
 
 #[tokio::test]
 async fn rejection_flood_logs_are_rate_limited() {
-    let harness = Harness::start_with(true, |builder| builder.env("TITAN_GATE_INITIAL_MODE", "running").env("TITAN_GATE_REJECT_LOGS_PER_SECOND", "5")).await;
+    let harness = Harness::start_with(true, |builder| {
+        builder.env("TITAN_GATE_INITIAL_MODE", "running").env("TITAN_GATE_REJECT_LOGS_PER_SECOND", "5")
+    })
+    .await;
     let flood = 400;
     for _ in 0..flood {
         harness.client.publish(format!("{INTAKE}.{TAIL}"), "garbage".into()).await.unwrap();

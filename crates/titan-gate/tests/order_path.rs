@@ -61,7 +61,10 @@ async fn same_intent_twice_is_duplicate() {
 
 #[tokio::test]
 async fn every_check_reason_from_real_input() {
-    let harness = Harness::start_with(true, |builder| builder.env("TITAN_GATE_INITIAL_MODE", "running").env("TITAN_GATE_MAX_PAYLOAD_BYTES", "4096")).await;
+    let harness = Harness::start_with(true, |builder| {
+        builder.env("TITAN_GATE_INITIAL_MODE", "running").env("TITAN_GATE_MAX_PAYLOAD_BYTES", "4096")
+    })
+    .await;
     let good_payload = payload("sig-reasons", "BUY_SETUP");
     let signed = v1_envelope(&good_payload, now_ms(), &nonce());
     let replayed_nonce = nonce();
@@ -75,7 +78,11 @@ async fn every_check_reason_from_real_input() {
         ("hmac_signature_mismatch", signed.replace("0.38771252914452203", "0.5").into_bytes(), HeaderMap::new()),
         ("unknown_key", signed.replace(r#""ts":"#, r#""key_id":"nobody","ts":"#).into_bytes(), HeaderMap::new()),
         ("stale_timestamp", v1_envelope(&good_payload, now_ms() - 120_000, &nonce()).into_bytes(), HeaderMap::new()),
-        ("replayed_nonce", v1_envelope(&payload("sig-replay-b", "BUY_SETUP"), now_ms(), &replayed_nonce).into_bytes(), HeaderMap::new()),
+        (
+            "replayed_nonce",
+            v1_envelope(&payload("sig-replay-b", "BUY_SETUP"), now_ms(), &replayed_nonce).into_bytes(),
+            HeaderMap::new(),
+        ),
     ];
     for (expected, body, headers) in cases {
         let verdict = harness.order(TAIL, body, headers).await;
@@ -110,7 +117,10 @@ async fn no_stream_is_prompt_forward_failed() {
 #[tokio::test]
 async fn silent_responder_gives_unconfirmed_then_final_verdict() {
     let harness = Harness::start_with(false, |builder| {
-        builder.env("TITAN_GATE_INITIAL_MODE", "running").env("TITAN_GATE_FORWARD_ACK_TIMEOUT_MS", "200").env("TITAN_GATE_FORWARD_RETRY_WINDOW_MS", "20000")
+        builder
+            .env("TITAN_GATE_INITIAL_MODE", "running")
+            .env("TITAN_GATE_FORWARD_ACK_TIMEOUT_MS", "200")
+            .env("TITAN_GATE_FORWARD_RETRY_WINDOW_MS", "20000")
     })
     .await;
     // A subscriber that never answers gives the publish a responder but no acknowledgement.
@@ -145,7 +155,11 @@ async fn rejection_publishes_reject_event_and_counts() {
     assert_eq!(event["gate_id"], "test-gate");
     assert_eq!(event["subject"], format!("{INTAKE}.{TAIL}"));
     assert!(event["epoch"].as_u64().is_some(), "{event}");
-    assert!(harness.metrics().contains(r#"titan_gate_orders_total{verdict="rejected",reason="unsigned"} 1"#), "{}", harness.metrics());
+    assert!(
+        harness.metrics().contains(r#"titan_gate_orders_total{verdict="rejected",reason="unsigned"} 1"#),
+        "{}",
+        harness.metrics()
+    );
     assert!(harness.metrics().contains(r#"titan_gate_security_events_total{kind="unsigned"} 1"#));
 }
 
@@ -187,9 +201,18 @@ async fn sigterm_drains_and_exits_cleanly() {
 async fn sigterm_exits_promptly_with_broker_gone() {
     let mut harness = Harness::start().await;
     harness.server.kill().unwrap();
-    titan_gate_test_support::wait_until(WAIT, "the gate to notice", || async { harness.gate.status_code("/readyz") == 503 }).await.unwrap();
+    titan_gate_test_support::wait_until(WAIT, "the gate to notice", || async {
+        harness.gate.status_code("/readyz") == 503
+    })
+    .await
+    .unwrap();
     let started = std::time::Instant::now();
     let status = harness.gate.stop(std::time::Duration::from_secs(15)).unwrap().expect("the gate exits");
     assert!(status.success(), "exit status {status}\n{}", harness.gate.log());
-    assert!(started.elapsed() < std::time::Duration::from_secs(10), "took {:?}\n{}", started.elapsed(), harness.gate.log());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "took {:?}\n{}",
+        started.elapsed(),
+        harness.gate.log()
+    );
 }

@@ -20,7 +20,11 @@ fn status_of(gate: &GateProcess) -> Value {
 }
 
 /// Starts another gate on the harness's server with the harness's keys.
-async fn replica(harness: &Harness, gate_id: &str, configure: impl FnOnce(GateProcessBuilder) -> GateProcessBuilder) -> GateProcess {
+async fn replica(
+    harness: &Harness,
+    gate_id: &str,
+    configure: impl FnOnce(GateProcessBuilder) -> GateProcessBuilder,
+) -> GateProcess {
     let keyring = harness.keyring_dir.path().join("keyring.toml");
     let builder = GateProcess::builder(GATE_BINARY, harness.server.url())
         .gate_id(gate_id)
@@ -71,13 +75,16 @@ async fn killed_gate_comes_back_halted() {
 #[tokio::test]
 async fn broker_restart_rereads_state_before_admitting() {
     let mut harness = Harness::start().await;
-    let event = harness.command("titan.cmd.sys.halt.v1.venue.okx", br#"{"reason":"okx outage"}"#, HeaderMap::new()).await;
+    let event =
+        harness.command("titan.cmd.sys.halt.v1.venue.okx", br#"{"reason":"okx outage"}"#, HeaderMap::new()).await;
     let epoch = event["epoch"].as_u64().expect("epoch is a number");
     wait_stored_epoch(&harness, epoch).await;
     let revision = harness.status()["state_revision"].as_u64().expect("state_revision is a number");
 
     harness.server.kill().expect("nats-server is killed");
-    wait_until(WAIT, "readyz 503", || async { harness.gate.status_code("/readyz") == 503 }).await.expect("gate turns unready");
+    wait_until(WAIT, "readyz 503", || async { harness.gate.status_code("/readyz") == 503 })
+        .await
+        .expect("gate turns unready");
     harness.server.restart().expect("nats-server restarts on the same storage");
 
     // Orders sent from the reconnect on: none may be admitted before the gate logged
@@ -113,7 +120,9 @@ async fn broker_restart_rereads_state_before_admitting() {
 
 #[tokio::test]
 async fn halt_reaches_both_replicas() {
-    let harness = Harness::start_with(true, |builder| builder.gate_id("replica-a").env("TITAN_GATE_INITIAL_MODE", "running")).await;
+    let harness =
+        Harness::start_with(true, |builder| builder.gate_id("replica-a").env("TITAN_GATE_INITIAL_MODE", "running"))
+            .await;
     let replica_b = replica(&harness, "replica-b", |builder| builder).await;
     replica_b.wait_ready(WAIT).await.unwrap_or_else(|error| panic!("{error}\n{}", replica_b.log()));
 
@@ -139,7 +148,8 @@ async fn halt_reaches_both_replicas() {
 #[tokio::test]
 async fn later_replica_adopts_stored_state() {
     let harness = Harness::start().await;
-    let event = harness.command("titan.cmd.sys.halt.v1.symbol.ETH_USDT", br#"{"reason":"eth halted"}"#, HeaderMap::new()).await;
+    let event =
+        harness.command("titan.cmd.sys.halt.v1.symbol.ETH_USDT", br#"{"reason":"eth halted"}"#, HeaderMap::new()).await;
     let epoch = event["epoch"].as_u64().expect("epoch is a number");
     wait_stored_epoch(&harness, epoch).await;
 
@@ -166,7 +176,9 @@ async fn corrupt_stored_state_keeps_gate_halted() {
     })
     .await;
     wait_until(WAIT, "readyz to report the unusable state", || async {
-        gate.get("/readyz").is_some_and(|response| response.status == 503 && response.body.contains("stored halt state cannot be used"))
+        gate.get("/readyz").is_some_and(|response| {
+            response.status == 503 && response.body.contains("stored halt state cannot be used")
+        })
     })
     .await
     .unwrap_or_else(|error| panic!("{error}\n{}", gate.log()));

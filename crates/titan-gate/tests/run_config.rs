@@ -24,7 +24,8 @@ fn bad_settings_exit_64_naming_each() {
 
 #[test]
 fn unreadable_keyring_exits_64() {
-    let output = Command::new(GATE_BINARY).args(["run", "--keyring", "/nonexistent/keyring.toml"]).env_clear().output().unwrap();
+    let output =
+        Command::new(GATE_BINARY).args(["run", "--keyring", "/nonexistent/keyring.toml"]).env_clear().output().unwrap();
     assert_eq!(output.status.code(), Some(64));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("/nonexistent/keyring.toml"), "{stderr}");

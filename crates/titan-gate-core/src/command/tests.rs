@@ -30,7 +30,11 @@ fn every_payload_shape_is_read() {
         (r#"{"state":"OPEN","reason":"r"}"#, CommandKind::Resume, CommandShape::State),
         (r#"{"active":true,"reason":"r"}"#, CommandKind::Halt(Mode::HardHalt), CommandShape::Active),
         (r#"{"active":false,"reason":"r"}"#, CommandKind::Resume, CommandShape::Active),
-        (r#"{"type":"titan.cmd.sys.halt.v1","producer":"titan-brain","payload":{"action":"HALT","reason":"drawdown"}}"#, CommandKind::Halt(Mode::HardHalt), CommandShape::Envelope),
+        (
+            r#"{"type":"titan.cmd.sys.halt.v1","producer":"titan-brain","payload":{"action":"HALT","reason":"drawdown"}}"#,
+            CommandKind::Halt(Mode::HardHalt),
+            CommandShape::Envelope,
+        ),
         (r#"{"state":"PAUSED"}"#, CommandKind::Halt(Mode::HardHalt), CommandShape::Unrecognized),
     ];
     for (body, kind, shape) in cases {
@@ -50,7 +54,9 @@ fn envelope_reason_and_producer_are_kept() {
 
 #[test]
 fn garbage_is_a_global_hard_halt_quoting_the_bytes() {
-    for body in [&b""[..], b"   ", b"not json", b"[1,2]", b"{}", b"{\"a\":1,\"a\":2}", b"\xff\xfe", b"{\"active\":\"yes\"}"] {
+    for body in
+        [&b""[..], b"   ", b"not json", b"[1,2]", b"{}", b"{\"a\":1,\"a\":2}", b"\xff\xfe", b"{\"active\":\"yes\"}"]
+    {
         let command = Command::parse(HALT_SUBJECT, body);
         assert_eq!(command.kind, CommandKind::Halt(Mode::HardHalt), "{body:?}");
         assert_eq!(command.shape, CommandShape::Unrecognized, "{body:?}");
@@ -106,17 +112,37 @@ fn signed_resume_applies_and_nonce_is_single_use() {
     let keyring = ops_keyring();
     let body = r#"{"state":"OPEN","reason":"done"}"#;
     let (timestamp, signature) = signed(&keyring, "ops", HALT_SUBJECT, body, NOW, "nonce-0001");
-    let headers = OrderHeaders { msg_id: None, key_id: Some("ops"), timestamp: Some(&timestamp), nonce: Some("nonce-0001"), signature: Some(&signature) };
+    let headers = OrderHeaders {
+        msg_id: None,
+        key_id: Some("ops"),
+        timestamp: Some(&timestamp),
+        nonce: Some("nonce-0001"),
+        signature: Some(&signature),
+    };
     let mut replay = ReplayMemory::new(16);
     let state = halted_state(NOW - 1000);
     let command = Command::parse(HALT_SUBJECT, body.as_bytes());
 
-    let first = authenticate(&SignedMessage { subject: HALT_SUBJECT, body: body.as_bytes(), headers }, command.required_role(&state), &keyring, &mut replay, NOW, 30_000);
+    let first = authenticate(
+        &SignedMessage { subject: HALT_SUBJECT, body: body.as_bytes(), headers },
+        command.required_role(&state),
+        &keyring,
+        &mut replay,
+        NOW,
+        30_000,
+    );
     assert_eq!(first.as_ref().map(|signer| signer.key_id.as_str()), Ok("ops"));
     let CommandDecision::Apply(change) = evaluate(&command, &first, &state) else { panic!("signed resume must apply") };
     assert!(matches!(state.apply(&change, NOW, 8), Transition::Applied(next) if next.global.mode == Mode::Running));
 
-    let second = authenticate(&SignedMessage { subject: HALT_SUBJECT, body: body.as_bytes(), headers }, Role::Resume, &keyring, &mut replay, NOW, 30_000);
+    let second = authenticate(
+        &SignedMessage { subject: HALT_SUBJECT, body: body.as_bytes(), headers },
+        Role::Resume,
+        &keyring,
+        &mut replay,
+        NOW,
+        30_000,
+    );
     assert_eq!(second, Err(AuthError::Replay(ReplayError::Replayed)));
 }
 
@@ -125,11 +151,24 @@ fn resume_signed_before_halt_is_refused() {
     let keyring = ops_keyring();
     let body = r#"{"state":"OPEN","reason":"done"}"#;
     let (timestamp, signature) = signed(&keyring, "ops", HALT_SUBJECT, body, NOW - 5000, "nonce-0002");
-    let headers = OrderHeaders { msg_id: None, key_id: Some("ops"), timestamp: Some(&timestamp), nonce: Some("nonce-0002"), signature: Some(&signature) };
+    let headers = OrderHeaders {
+        msg_id: None,
+        key_id: Some("ops"),
+        timestamp: Some(&timestamp),
+        nonce: Some("nonce-0002"),
+        signature: Some(&signature),
+    };
     let mut replay = ReplayMemory::new(16);
     let state = halted_state(NOW - 1000);
     let command = Command::parse(HALT_SUBJECT, body.as_bytes());
-    let authentication = authenticate(&SignedMessage { subject: HALT_SUBJECT, body: body.as_bytes(), headers }, Role::Resume, &keyring, &mut replay, NOW, 30_000);
+    let authentication = authenticate(
+        &SignedMessage { subject: HALT_SUBJECT, body: body.as_bytes(), headers },
+        Role::Resume,
+        &keyring,
+        &mut replay,
+        NOW,
+        30_000,
+    );
     let decision = evaluate(&command, &authentication, &state);
     assert!(matches!(decision, CommandDecision::Refuse(Refusal::SignedBeforeHalt { .. })), "{decision:?}");
 }
@@ -141,13 +180,39 @@ fn resume_needs_resume_role_and_valid_signature() {
     let mut replay = ReplayMemory::new(16);
 
     let (timestamp, signature) = signed(&keyring, "halter", HALT_SUBJECT, body, NOW, "nonce-0003");
-    let headers = OrderHeaders { msg_id: None, key_id: Some("halter"), timestamp: Some(&timestamp), nonce: Some("nonce-0003"), signature: Some(&signature) };
-    let result = authenticate(&SignedMessage { subject: HALT_SUBJECT, body: body.as_bytes(), headers }, Role::Resume, &keyring, &mut replay, NOW, 30_000);
+    let headers = OrderHeaders {
+        msg_id: None,
+        key_id: Some("halter"),
+        timestamp: Some(&timestamp),
+        nonce: Some("nonce-0003"),
+        signature: Some(&signature),
+    };
+    let result = authenticate(
+        &SignedMessage { subject: HALT_SUBJECT, body: body.as_bytes(), headers },
+        Role::Resume,
+        &keyring,
+        &mut replay,
+        NOW,
+        30_000,
+    );
     assert!(matches!(result, Err(AuthError::Key(KeyError::MissingRole { .. }))), "{result:?}");
 
     let (timestamp, signature) = signed(&keyring, "ops", HALT_SUBJECT, r#"{"state":"OPEN"}"#, NOW, "nonce-0004");
-    let headers = OrderHeaders { msg_id: None, key_id: Some("ops"), timestamp: Some(&timestamp), nonce: Some("nonce-0004"), signature: Some(&signature) };
-    let result = authenticate(&SignedMessage { subject: HALT_SUBJECT, body: body.as_bytes(), headers }, Role::Resume, &keyring, &mut replay, NOW, 30_000);
+    let headers = OrderHeaders {
+        msg_id: None,
+        key_id: Some("ops"),
+        timestamp: Some(&timestamp),
+        nonce: Some("nonce-0004"),
+        signature: Some(&signature),
+    };
+    let result = authenticate(
+        &SignedMessage { subject: HALT_SUBJECT, body: body.as_bytes(), headers },
+        Role::Resume,
+        &keyring,
+        &mut replay,
+        NOW,
+        30_000,
+    );
     assert_eq!(result, Err(AuthError::Signature(SignatureError::Mismatch)));
     assert!(result.unwrap_err().is_bad_signature());
 }

@@ -23,7 +23,13 @@ impl Fixture {
             Key::new("ops", b"ops-secret", vec![Role::Halt, Role::Resume]),
             Key::new("expired", b"old", vec![Role::Order]).with_validity(None, Some(NOW - 1)),
         ]);
-        Self { keyring, policy: Policy::default(), state: HaltState::initial(Mode::Running, "test", 0), replay: ReplayMemory::new(1024), scratch: String::new() }
+        Self {
+            keyring,
+            policy: Policy::default(),
+            state: HaltState::initial(Mode::Running, "test", 0),
+            replay: ReplayMemory::new(1024),
+            scratch: String::new(),
+        }
     }
 
     fn decide(&mut self, body: &[u8], headers: OrderHeaders<'_>) -> Decision {
@@ -35,7 +41,9 @@ impl Fixture {
     fn reason(&mut self, body: &[u8], headers: OrderHeaders<'_>) -> Reason {
         match self.decide(body, headers) {
             Decision::Reject(rejection) => rejection.reason,
-            Decision::Admit(admission) => panic!("expected a rejection, got {admission:?} for {}", String::from_utf8_lossy(body)),
+            Decision::Admit(admission) => {
+                panic!("expected a rejection, got {admission:?} for {}", String::from_utf8_lossy(body))
+            }
         }
     }
 
@@ -52,16 +60,31 @@ fn v1_envelope(payload: &str, ts: i64, nonce: &str) -> String {
     let key = Key::new(DEFAULT_KEY_ID, b"titan-test-secret", vec![]);
     let canonical = json::to_canonical_string(&json::parse(payload.as_bytes()).unwrap());
     let sig = signature::sign_v1(&key, ts, nonce, &canonical);
-    format!(r#"{{"id":"intent-1","type":"titan.cmd.execution.place.v1","version":1,"producer":"titan-brain","ts":{ts},"nonce":"{nonce}","sig":"{sig}","payload":{payload}}}"#)
+    format!(
+        r#"{{"id":"intent-1","type":"titan.cmd.execution.place.v1","version":1,"producer":"titan-brain","ts":{ts},"nonce":"{nonce}","sig":"{sig}","payload":{payload}}}"#
+    )
 }
 
 fn unsigned_envelope(payload: &str) -> String {
     format!(r#"{{"type":"titan.cmd.execution.place.v1","version":1,"producer":"titan-brain","payload":{payload}}}"#)
 }
 
-fn v2_headers<'a>(body: &str, key_id: &'a str, secret: &[u8], timestamp: &'a str, nonce: &'a str, signature: &'a mut String) -> OrderHeaders<'a> {
+fn v2_headers<'a>(
+    body: &str,
+    key_id: &'a str,
+    secret: &[u8],
+    timestamp: &'a str,
+    nonce: &'a str,
+    signature: &'a mut String,
+) -> OrderHeaders<'a> {
     *signature = signature::sign_v2(&Key::new(key_id, secret, vec![]), SUBJECT, timestamp, nonce, body.as_bytes());
-    OrderHeaders { msg_id: None, key_id: Some(key_id), timestamp: Some(timestamp), nonce: Some(nonce), signature: Some(signature.as_str()) }
+    OrderHeaders {
+        msg_id: None,
+        key_id: Some(key_id),
+        timestamp: Some(timestamp),
+        nonce: Some(nonce),
+        signature: Some(signature.as_str()),
+    }
 }
 
 const NONCE: &str = "0123456789abcdef0123456789abcdef";
@@ -70,7 +93,9 @@ const NONCE: &str = "0123456789abcdef0123456789abcdef";
 fn v1_signed_order_is_admitted_with_envelope_id() {
     let mut fixture = Fixture::new();
     let body = v1_envelope(PAYLOAD, NOW, NONCE);
-    let Decision::Admit(admission) = fixture.decide(body.as_bytes(), OrderHeaders::default()) else { panic!("must admit") };
+    let Decision::Admit(admission) = fixture.decide(body.as_bytes(), OrderHeaders::default()) else {
+        panic!("must admit")
+    };
     assert_eq!(admission.msg_id, "intent-1");
     assert_eq!(admission.signal_id, "sig-1");
     assert_eq!(admission.key_id, "default");
@@ -112,7 +137,9 @@ fn scoped_halts_apply_to_their_orders_only() {
 
     fixture.set_state(Some(Scope::new(ScopeKind::Strategy, "scavenger")), Mode::HardHalt);
     let body = v1_envelope(PAYLOAD, NOW, "1123456789abcdef0123456789abcdef");
-    let Decision::Reject(rejection) = fixture.decide(body.as_bytes(), OrderHeaders::default()) else { panic!("must reject") };
+    let Decision::Reject(rejection) = fixture.decide(body.as_bytes(), OrderHeaders::default()) else {
+        panic!("must reject")
+    };
     assert_eq!(rejection.reason, Reason::SystemHalted);
     assert_eq!(rejection.halted_scope, Some(Scope::new(ScopeKind::Strategy, "scavenger")));
 }
@@ -249,8 +276,20 @@ fn garbage_v2_headers_are_malformed() {
     let body = unsigned_envelope(PAYLOAD);
     let cases = [
         OrderHeaders { signature: Some("v2=00"), ..OrderHeaders::default() },
-        OrderHeaders { signature: Some("v2=00"), key_id: Some("strategy-a"), timestamp: Some("soon"), nonce: Some("nonce-ok-1"), msg_id: None },
-        OrderHeaders { signature: Some("v2=00"), key_id: Some("strategy-a"), timestamp: Some("1764806400000"), nonce: Some("bad nonce!"), msg_id: None },
+        OrderHeaders {
+            signature: Some("v2=00"),
+            key_id: Some("strategy-a"),
+            timestamp: Some("soon"),
+            nonce: Some("nonce-ok-1"),
+            msg_id: None,
+        },
+        OrderHeaders {
+            signature: Some("v2=00"),
+            key_id: Some("strategy-a"),
+            timestamp: Some("1764806400000"),
+            nonce: Some("bad nonce!"),
+            msg_id: None,
+        },
     ];
     for headers in cases {
         assert_eq!(fixture.reason(body.as_bytes(), headers), Reason::Malformed, "{headers:?}");
@@ -263,7 +302,8 @@ fn subject_without_three_tokens_is_malformed() {
     let body = v1_envelope(PAYLOAD, NOW, NONCE);
     for tail in ["binance.main", "binance..BTC", "a.b.c.d"] {
         let order = Order { subject: SUBJECT, tail, body: body.as_bytes(), headers: OrderHeaders::default() };
-        let context = Context { state: &fixture.state, keyring: &fixture.keyring, policy: &fixture.policy, now_ms: NOW };
+        let context =
+            Context { state: &fixture.state, keyring: &fixture.keyring, policy: &fixture.policy, now_ms: NOW };
         let decision = decide(&order, &context, &mut fixture.replay, &mut fixture.scratch);
         assert!(matches!(decision, Decision::Reject(Rejection { reason: Reason::Malformed, .. })), "{tail}");
     }

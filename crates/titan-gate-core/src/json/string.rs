@@ -20,7 +20,10 @@ impl<'a> Parser<'a> {
     ///
     /// Returns a slice of the input when the string has no escapes. That case is inlined
     /// into the callers, and everything else is left to [`Self::finish_string`].
-    #[allow(clippy::inline_always, reason = "with plain `inline` the call stayed, which cost 8% more instructions per parse")]
+    #[allow(
+        clippy::inline_always,
+        reason = "with plain `inline` the call stayed, which cost 8% more instructions per parse"
+    )]
     #[inline(always)]
     pub(super) fn parse_string(&mut self) -> Result<Cow<'a, str>, JsonError> {
         self.pos += 1;

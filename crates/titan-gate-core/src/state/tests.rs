@@ -45,10 +45,12 @@ fn scoped_halt_and_resume() {
 #[test]
 fn scope_limit_turns_into_global_hard_halt() {
     let state = HaltState::initial(Mode::Running, "INITIAL_STATE", 0);
-    let Transition::Applied(one) = state.apply(&halt(Some(Scope::new(ScopeKind::Symbol, "A")), Mode::HardHalt), 1, 1) else {
+    let Transition::Applied(one) = state.apply(&halt(Some(Scope::new(ScopeKind::Symbol, "A")), Mode::HardHalt), 1, 1)
+    else {
         panic!("first scope fits");
     };
-    let Transition::Applied(two) = one.apply(&halt(Some(Scope::new(ScopeKind::Symbol, "B")), Mode::SoftHalt), 2, 1) else {
+    let Transition::Applied(two) = one.apply(&halt(Some(Scope::new(ScopeKind::Symbol, "B")), Mode::SoftHalt), 2, 1)
+    else {
         panic!("a halt is never refused");
     };
     assert_eq!(two.global.mode, Mode::HardHalt);

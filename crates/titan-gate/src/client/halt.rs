@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::connection::{connect, nats_url, parse_object, request_status, text_field};
 use super::status::ReplicaStatus;
-use super::{EXIT_NOT_CONFIRMED, format_table, load_keys, print_stdout, random_hex, wait_timeout, keyring_path};
+use super::{EXIT_NOT_CONFIRMED, format_table, keyring_path, load_keys, print_stdout, random_hex, wait_timeout};
 use crate::cli::{ClientArgs, HaltArgs, ResumeArgs, SigningArgs};
 use crate::config::{ENV_KEYRING, Environment};
 use crate::control::COMMAND_EVENT_SUBJECT;
@@ -108,7 +108,9 @@ fn command_subject(scope: Option<&str>) -> anyhow::Result<String> {
         kind.as_str()
     );
     if kind == ScopeKind::Symbol && value.contains('/') {
-        eprintln!("warning: symbol {value:?} contains '/'; order subjects usually carry symbols as BTC_USDT, and only an exact token match halts");
+        eprintln!(
+            "warning: symbol {value:?} contains '/'; order subjects usually carry symbols as BTC_USDT, and only an exact token match halts"
+        );
     }
     Ok(format!("{HALT_SUBJECT}.{}.{value}", kind.as_str()))
 }
@@ -167,12 +169,16 @@ fn resume_key(signing: &SigningArgs, env: &Environment) -> anyhow::Result<Key> {
         Some(id) => keyring
             .authorize(id, Role::Resume, now)
             .map_err(|error| anyhow::anyhow!("{error}; a resume must be signed by a valid key with role resume"))?,
-        None => keyring
-            .first_with_role(Role::Resume, now)
-            .with_context(|| match keyring_path(signing.keyring.as_deref(), env) {
-                Some(path) => format!("no key with role resume in the keyring {}; add one or pass --key-id", path.display()),
-                None => format!("no keyring given, so there is no key with role resume; pass --keyring or set {ENV_KEYRING}"),
-            })?,
+        None => keyring.first_with_role(Role::Resume, now).with_context(|| {
+            match keyring_path(signing.keyring.as_deref(), env) {
+                Some(path) => {
+                    format!("no key with role resume in the keyring {}; add one or pass --key-id", path.display())
+                }
+                None => format!(
+                    "no keyring given, so there is no key with role resume; pass --keyring or set {ENV_KEYRING}"
+                ),
+            }
+        })?,
     };
     anyhow::ensure!(
         key.is_valid_at(now),

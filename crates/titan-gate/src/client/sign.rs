@@ -27,11 +27,16 @@ pub(super) fn sign(args: &SignArgs, env: &Environment, input: &[u8]) -> anyhow::
         Some(id) => find_key(&keyring, id)?,
         None => match keyring.get(DEFAULT_KEY_ID) {
             Some(key) => key,
-            None => keyring.first_with_role(Role::Order, now_ms()).map_or_else(|| find_key(&keyring, DEFAULT_KEY_ID), Ok)?,
+            None => {
+                keyring.first_with_role(Role::Order, now_ms()).map_or_else(|| find_key(&keyring, DEFAULT_KEY_ID), Ok)?
+            }
         },
     };
     if !key.has_role(Role::Order) {
-        eprintln!("warning: key {:?} lacks the order role, so the gates will reject orders it signs as unknown_key", key.id);
+        eprintln!(
+            "warning: key {:?} lacks the order role, so the gates will reject orders it signs as unknown_key",
+            key.id
+        );
     }
     let ts = args.ts.unwrap_or_else(now_ms);
     anyhow::ensure!(

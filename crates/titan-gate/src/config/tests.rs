@@ -80,14 +80,24 @@ fn example_file_loads_with_default_values() {
 
 #[test]
 fn state_settings_from_environment() {
-    let settings = Settings::load(None, &env(&[(ENV_STATE_BUCKET, "GATE_STATE_2"), (ENV_STATE_REPLICAS, "3")]), &FlagSettings::default()).unwrap();
+    let settings = Settings::load(
+        None,
+        &env(&[(ENV_STATE_BUCKET, "GATE_STATE_2"), (ENV_STATE_REPLICAS, "3")]),
+        &FlagSettings::default(),
+    )
+    .unwrap();
     assert_eq!(settings.state_bucket, "GATE_STATE_2");
     assert_eq!(settings.state_replicas, 3);
 }
 
 #[test]
 fn invalid_state_settings_are_reported_together() {
-    let error = Settings::load(None, &env(&[(ENV_STATE_BUCKET, "gate.state"), (ENV_STATE_REPLICAS, "7")]), &FlagSettings::default()).unwrap_err();
+    let error = Settings::load(
+        None,
+        &env(&[(ENV_STATE_BUCKET, "gate.state"), (ENV_STATE_REPLICAS, "7")]),
+        &FlagSettings::default(),
+    )
+    .unwrap_err();
     assert_eq!(error.0.len(), 2, "{error}");
     assert!(error.to_string().contains(ENV_STATE_BUCKET), "{error}");
     assert!(error.to_string().contains(ENV_STATE_REPLICAS), "{error}");

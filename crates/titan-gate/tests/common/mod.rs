@@ -54,7 +54,10 @@ impl Harness {
     }
 
     /// Starts a server, optionally with `TITAN_CMD`, and a gate configured by `configure`.
-    pub async fn start_with(with_stream: bool, configure: impl FnOnce(GateProcessBuilder) -> GateProcessBuilder) -> Harness {
+    pub async fn start_with(
+        with_stream: bool,
+        configure: impl FnOnce(GateProcessBuilder) -> GateProcessBuilder,
+    ) -> Harness {
         let server = NatsServer::start().expect("nats-server starts");
         let client = async_nats::connect(server.url()).await.expect("test client connects");
         let jetstream = async_nats::jetstream::new(client.clone());
@@ -73,7 +76,11 @@ impl Harness {
             gate.wait_ready(WAIT).await.unwrap_or_else(|error| panic!("{error}\n{}", gate.log()));
         } else {
             wait_until(WAIT, "the gate to report only the missing stream", || async {
-                gate.get("/readyz").is_some_and(|response| response.status == 503 && response.body.lines().filter(|line| line.starts_with("- ")).count() == 1 && response.body.contains("no JetStream stream"))
+                gate.get("/readyz").is_some_and(|response| {
+                    response.status == 503
+                        && response.body.lines().filter(|line| line.starts_with("- ")).count() == 1
+                        && response.body.contains("no JetStream stream")
+                })
             })
             .await
             .unwrap_or_else(|error| panic!("{error}\n{}", gate.log()));
@@ -85,7 +92,11 @@ impl Harness {
     pub async fn order(&self, tail: &str, body: impl Into<Vec<u8>>, headers: HeaderMap) -> Value {
         let subject = format!("{INTAKE}.{tail}");
         let request = async_nats::Request::new().payload(body.into().into()).headers(headers).timeout(Some(WAIT));
-        let reply = self.client.send_request(subject, request).await.unwrap_or_else(|error| panic!("order request failed: {error}\n{}", self.gate.log()));
+        let reply = self
+            .client
+            .send_request(subject, request)
+            .await
+            .unwrap_or_else(|error| panic!("order request failed: {error}\n{}", self.gate.log()));
         serde_json::from_slice(&reply.payload).expect("verdict reply is JSON")
     }
 
@@ -98,8 +109,12 @@ impl Harness {
     pub async fn command(&self, subject: &str, body: &[u8], headers: HeaderMap) -> Value {
         let mut events = self.client.subscribe("titan.evt.gate.command.v1").await.expect("subscribe to command events");
         self.client.flush().await.expect("flush");
-        self.client.publish_with_headers(subject.to_owned(), headers, body.to_vec().into()).await.expect("publish command");
-        let event = tokio::time::timeout(WAIT, events.next()).await.expect("command event arrives").expect("subscription open");
+        self.client
+            .publish_with_headers(subject.to_owned(), headers, body.to_vec().into())
+            .await
+            .expect("publish command");
+        let event =
+            tokio::time::timeout(WAIT, events.next()).await.expect("command event arrives").expect("subscription open");
         serde_json::from_slice(&event.payload).expect("command event is JSON")
     }
 
@@ -136,7 +151,9 @@ impl Harness {
 
     /// Waits until `/status` reports `mode`.
     pub async fn wait_mode(&self, mode: &str) {
-        wait_until(WAIT, &format!("mode {mode}"), || async { self.status()["mode"] == mode }).await.expect("mode reached");
+        wait_until(WAIT, &format!("mode {mode}"), || async { self.status()["mode"] == mode })
+            .await
+            .expect("mode reached");
     }
 }
 
@@ -156,7 +173,10 @@ pub async fn create_titan_stream(jetstream: &async_nats::jetstream::Context) -> 
 
 /// Returns the current time in epoch milliseconds.
 pub fn now_ms() -> i64 {
-    i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock after 1970").as_millis()).expect("fits")
+    i64::try_from(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock after 1970").as_millis(),
+    )
+    .expect("fits")
 }
 
 /// Returns 32 random lowercase hex characters, like the Titan signer's nonces.
@@ -176,7 +196,9 @@ pub fn v1_envelope(payload: &str, ts: i64, nonce: &str) -> String {
     let key = Key::new(DEFAULT_KEY_ID, V1_SECRET.as_bytes(), vec![]);
     let canonical = json::to_canonical_string(&json::parse(payload.as_bytes()).expect("payload parses"));
     let sig = signature::sign_v1(&key, ts, nonce, &canonical);
-    format!(r#"{{"id":"intent-{nonce}","type":"titan.cmd.execution.place.v1","version":1,"producer":"titan-brain","ts":{ts},"nonce":"{nonce}","sig":"{sig}","payload":{payload}}}"#)
+    format!(
+        r#"{{"id":"intent-{nonce}","type":"titan.cmd.execution.place.v1","version":1,"producer":"titan-brain","ts":{ts},"nonce":"{nonce}","sig":"{sig}","payload":{payload}}}"#
+    )
 }
 
 /// A Titan envelope around `payload` without any signature.
@@ -206,5 +228,9 @@ pub fn rejection_reason(verdict: &Value) -> &str {
 /// that no signer can canonicalize.
 pub fn envelope_with_unchecked_signature(payload: &str) -> String {
     let sig = "0".repeat(64);
-    format!(r#"{{"type":"titan.cmd.execution.place.v1","version":1,"producer":"titan-brain","ts":{},"nonce":"{}","sig":"{sig}","payload":{payload}}}"#, now_ms(), nonce())
+    format!(
+        r#"{{"type":"titan.cmd.execution.place.v1","version":1,"producer":"titan-brain","ts":{},"nonce":"{}","sig":"{sig}","payload":{payload}}}"#,
+        now_ms(),
+        nonce()
+    )
 }

@@ -34,10 +34,9 @@ fn confirmed(ids: &[&str], discovered: &[&str]) -> Confirmations {
         ..Confirmations::default()
     };
     for id in ids {
-        results.confirmed.insert(
-            (*id).to_owned(),
-            Confirmation { outcome: "applied".to_owned(), event: json!({"gate_id": id}) },
-        );
+        results
+            .confirmed
+            .insert((*id).to_owned(), Confirmation { outcome: "applied".to_owned(), event: json!({"gate_id": id}) });
     }
     results
 }
@@ -66,8 +65,7 @@ fn missing_and_refused_replicas_are_problems() {
         command_id: "id".to_owned(),
         signature: None,
     };
-    let problems =
-        confirmation_problems(&command, &results, Some(4), "nats://127.0.0.1:4222", Duration::from_secs(2));
+    let problems = confirmation_problems(&command, &results, Some(4), "nats://127.0.0.1:4222", Duration::from_secs(2));
     assert_eq!(problems.len(), 3, "{problems:?}");
     assert!(problems[0].contains("from b"), "{}", problems[0]);
     assert_eq!(problems[1], "c refused the resume: command is not signed");
