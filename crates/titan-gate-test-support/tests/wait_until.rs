@@ -32,7 +32,7 @@ async fn wait_until_timeout_names_condition() {
 async fn wait_until_bounds_hanging_condition() {
     let result = tokio::time::timeout(
         Duration::from_secs(5),
-        wait_until(Duration::from_millis(50), "a hanging check", || std::future::pending::<bool>()),
+        wait_until(Duration::from_millis(50), "a hanging check", std::future::pending::<bool>),
     )
     .await;
 

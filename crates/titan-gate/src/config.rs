@@ -188,6 +188,7 @@ struct Layers<'a> {
 }
 
 impl Layers<'_> {
+    #[allow(clippy::too_many_lines, reason = "one short resolution per setting, in the order of the settings file")]
     fn build(&mut self, flags: &FlagSettings) -> Settings {
         let file = self.file;
         let nats_url = pick(flags.nats_url.clone(), self.env_text(ENV_NATS_URL), file.nats_url.clone())

@@ -169,7 +169,7 @@ impl ControlPlane {
 fn log_authentication(command: &Command, role: Role, authentication: &Result<Signer, AuthError>, subject: &str) {
     match authentication {
         Ok(signer) => {
-            info!(command = command.kind.label(), key_id = %signer.key_id, subject = %subject, "Signed command received")
+            info!(command = command.kind.label(), key_id = %signer.key_id, subject = %subject, "Signed command received");
         }
         Err(AuthError::Unsigned) if role == Role::Halt => {
             gate_metrics::count_security_event(titan_gate_core::SecurityEvent::Unsigned);

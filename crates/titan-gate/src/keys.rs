@@ -79,7 +79,7 @@ fn read_keyring_file(path: &Path, errors: &mut Vec<String>) -> Vec<Key> {
         match build_key(entry, base) {
             Ok(key) => keys.push(key),
             Err(problems) => {
-                errors.extend(problems.into_iter().map(|problem| format!("keyring {}: {problem}", path.display())))
+                errors.extend(problems.into_iter().map(|problem| format!("keyring {}: {problem}", path.display())));
             }
         }
     }

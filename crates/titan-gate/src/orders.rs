@@ -209,7 +209,7 @@ impl OrderPath {
         match outcome {
             ForwardOutcome::Stored { sequence } => self.report_admission(&received, &pending, sequence).await,
             ForwardOutcome::Refused(rejection) => {
-                self.report_rejection(&received, &rejection, &self.gate.state()).await
+                self.report_rejection(&received, &rejection, &self.gate.state()).await;
             }
             ForwardOutcome::Unknown(detail) => {
                 self.report_unconfirmed(&received, &pending, &detail).await;

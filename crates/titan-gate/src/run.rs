@@ -185,7 +185,7 @@ fn on_event(gate: &Gate, connection: Connection, event: Event) {
             error!(connection = connection.name(), error = %text, "NATS server reported an error");
         }
         Event::ClientError(client_error) => {
-            warn!(connection = connection.name(), error = %client_error, "NATS client error")
+            warn!(connection = connection.name(), error = %client_error, "NATS client error");
         }
         other => info!(connection = connection.name(), event = %other, "NATS event"),
     }
