@@ -17,7 +17,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the gate.
+    /// Run the gate. Signing keys come from TITAN_HMAC_SECRET (the Titan v1 secret, or
+    /// TITAN_HMAC_SECRET_FILE) and the keyring; `deploy/titan-gate.example.toml` lists every setting.
     Run(RunArgs),
     /// Publish a halt and wait until every gate replica confirms it.
     Halt(HaltArgs),
