@@ -188,4 +188,16 @@ async fn corrupt_stored_state_keeps_gate_halted() {
     assert_eq!(status["reason"], "STATE_UNKNOWN", "{status}");
     assert_eq!(status["state_loaded"], false, "{status}");
     assert!(gate.log().contains("Stored halt state cannot be used"), "{}", gate.log());
+
+    // The documented recovery: an operator writes a valid, halted document to the key.
+    let repaired = br#"{"format":1,"epoch":1000,"global":{"mode":"HARD_HALT","reason":"state recovered after corruption","operator":"alice","since_ms":1764806400000,"key_id":null},"scopes":[],"updated_by":"alice","updated_ms":1764806400000}"#;
+    raw.put(STATE_KEY, repaired.to_vec().into()).await.expect("raw put succeeds");
+    wait_until(WAIT, "the gate to load the repaired state", || async { gate.status_code("/readyz") == 200 })
+        .await
+        .unwrap_or_else(|error| panic!("{error}\n{}", gate.log()));
+    let status = status_of(&gate);
+    assert_eq!(status["mode"], "HARD_HALT", "{status}");
+    assert_eq!(status["reason"], "state recovered after corruption", "{status}");
+    assert_eq!(status["epoch"], 1000, "{status}");
+    assert_eq!(status["state_loaded"], true, "{status}");
 }
