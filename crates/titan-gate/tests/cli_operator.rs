@@ -28,12 +28,7 @@ async fn second_replica_with(
     harness: &Harness,
     configure: impl FnOnce(GateProcessBuilder) -> GateProcessBuilder,
 ) -> GateProcess {
-    let keyring = harness.keyring_dir.path().join("keyring.toml");
-    let builder: GateProcessBuilder = GateProcess::builder(GATE_BINARY, harness.server.url())
-        .gate_id("replica-b")
-        .env("TITAN_HMAC_SECRET", V1_SECRET)
-        .env("TITAN_GATE_KEYRING", keyring.display().to_string());
-    let gate = configure(builder).start().await.expect("second replica starts");
+    let gate = harness.replica("replica-b", configure).await;
     gate.wait_ready(WAIT).await.expect("second replica ready");
     gate
 }

@@ -9,30 +9,12 @@ use async_nats::HeaderMap;
 use common::*;
 use serde_json::Value;
 use titan_gate::store::{STATE_KEY, StateStore};
-use titan_gate_test_support::{GateProcess, GateProcessBuilder, wait_until};
+use titan_gate_test_support::wait_until;
 
 /// The bucket a gate uses unless configured otherwise.
 const BUCKET: &str = "TITAN_GATE_STATE";
 
 /// Returns a gate's `/status` document.
-fn status_of(gate: &GateProcess) -> Value {
-    serde_json::from_str(&gate.get("/status").expect("status answers").body).expect("status is JSON")
-}
-
-/// Starts another gate on the harness's server with the harness's keys.
-async fn replica(
-    harness: &Harness,
-    gate_id: &str,
-    configure: impl FnOnce(GateProcessBuilder) -> GateProcessBuilder,
-) -> GateProcess {
-    let keyring = harness.keyring_dir.path().join("keyring.toml");
-    let builder = GateProcess::builder(GATE_BINARY, harness.server.url())
-        .gate_id(gate_id)
-        .env("TITAN_HMAC_SECRET", V1_SECRET)
-        .env("TITAN_GATE_KEYRING", keyring.display().to_string());
-    configure(builder).start().await.expect("replica starts")
-}
-
 /// Waits until the bucket stores a state of `epoch`, so a write is known to have landed.
 async fn wait_stored_epoch(harness: &Harness, epoch: u64) {
     let store = StateStore::open(&harness.jetstream, BUCKET, 1).await.expect("state bucket opens");
@@ -123,7 +105,7 @@ async fn halt_reaches_both_replicas() {
     let harness =
         Harness::start_with(true, |builder| builder.gate_id("replica-a").env("TITAN_GATE_INITIAL_MODE", "running"))
             .await;
-    let replica_b = replica(&harness, "replica-b", |builder| builder).await;
+    let replica_b = harness.replica("replica-b", |builder| builder).await;
     replica_b.wait_ready(WAIT).await.unwrap_or_else(|error| panic!("{error}\n{}", replica_b.log()));
 
     let started = Instant::now();
@@ -154,7 +136,7 @@ async fn later_replica_adopts_stored_state() {
     wait_stored_epoch(&harness, epoch).await;
 
     // Its own initial mode would be HARD_HALT.
-    let replica_b = replica(&harness, "replica-b", |builder| builder.env("TITAN_GATE_INITIAL_MODE", "hard_halt")).await;
+    let replica_b = harness.replica("replica-b", |builder| builder.env("TITAN_GATE_INITIAL_MODE", "hard_halt")).await;
     replica_b.wait_ready(WAIT).await.unwrap_or_else(|error| panic!("{error}\n{}", replica_b.log()));
 
     let status = status_of(&replica_b);
@@ -171,10 +153,11 @@ async fn corrupt_stored_state_keeps_gate_halted() {
     let raw = harness.jetstream.get_key_value(bucket).await.expect("bucket opens");
     raw.put(STATE_KEY, b"not json".to_vec().into()).await.expect("raw put succeeds");
 
-    let gate = replica(&harness, "corrupt-reader", |builder| {
-        builder.env("TITAN_GATE_STATE_BUCKET", bucket).env("TITAN_GATE_INITIAL_MODE", "running")
-    })
-    .await;
+    let gate = harness
+        .replica("corrupt-reader", |builder| {
+            builder.env("TITAN_GATE_STATE_BUCKET", bucket).env("TITAN_GATE_INITIAL_MODE", "running")
+        })
+        .await;
     wait_until(WAIT, "readyz to report the unusable state", || async {
         gate.get("/readyz").is_some_and(|response| {
             response.status == 503 && response.body.contains("stored halt state cannot be used")

@@ -157,6 +157,27 @@ impl Harness {
     }
 }
 
+impl Harness {
+    /// Starts another gate replica on this harness's server, with the same keys.
+    pub async fn replica(
+        &self,
+        gate_id: &str,
+        configure: impl FnOnce(GateProcessBuilder) -> GateProcessBuilder,
+    ) -> GateProcess {
+        let keyring = self.keyring_dir.path().join("keyring.toml");
+        let builder = GateProcess::builder(GATE_BINARY, self.server.url())
+            .gate_id(gate_id)
+            .env("TITAN_HMAC_SECRET", V1_SECRET)
+            .env("TITAN_GATE_KEYRING", keyring.display().to_string());
+        configure(builder).start().await.expect("replica starts")
+    }
+}
+
+/// Returns a gate's `/status` document.
+pub fn status_of(gate: &GateProcess) -> Value {
+    serde_json::from_str(&gate.get("/status").expect("status answers").body).expect("status is JSON")
+}
+
 /// Creates the stream Titan's execution service owns, as it configures it.
 pub async fn create_titan_stream(jetstream: &async_nats::jetstream::Context) -> Stream {
     jetstream
