@@ -36,6 +36,8 @@ pub const ENV_INTAKE_PREFIX: &str = "TITAN_GATE_INTAKE_PREFIX";
 pub const ENV_FORWARD_PREFIX: &str = "TITAN_GATE_FORWARD_PREFIX";
 pub const ENV_STATE_BUCKET: &str = "TITAN_GATE_STATE_BUCKET";
 pub const ENV_STATE_REPLICAS: &str = "TITAN_GATE_STATE_REPLICAS";
+pub const ENV_CONTROL_PLANE_LOST_AFTER_MS: &str = "TITAN_GATE_CONTROL_PLANE_LOST_AFTER_MS";
+pub const ENV_CONTROL_PLANE_LOST_LATCH: &str = "TITAN_GATE_CONTROL_PLANE_LOST_LATCH";
 
 pub const DEFAULT_INTAKE_PREFIX: &str = "titan.gate.execution.place.v1";
 pub const DEFAULT_FORWARD_PREFIX: &str = "titan.cmd.execution.place.v1";
@@ -51,6 +53,9 @@ pub const DEFAULT_REJECT_LOGS_PER_SECOND: u32 = 10;
 pub const DEFAULT_STATE_BUCKET: &str = "TITAN_GATE_STATE";
 /// Replicas of the state bucket when the gate creates it. Use 3 on a 3-node cluster.
 pub const DEFAULT_STATE_REPLICAS: usize = 1;
+/// How long the control connection may stay down before the gate halts with
+/// `CONTROL_PLANE_LOST`.
+pub const DEFAULT_CONTROL_PLANE_LOST_AFTER_MS: u64 = 5_000;
 /// Messages the NATS client buffers per subscription before it drops and reports a slow consumer.
 pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 65_536;
 
@@ -95,6 +100,8 @@ pub struct FileSettings {
     pub reject_logs_per_second: Option<u32>,
     pub state_bucket: Option<String>,
     pub state_replicas: Option<usize>,
+    pub control_plane_lost_after_ms: Option<u64>,
+    pub control_plane_lost_latch: Option<bool>,
 }
 
 /// Settings given as flags to `titan-gate run`; they override everything else.
@@ -133,6 +140,12 @@ pub struct Settings {
     pub state_bucket: String,
     /// Replicas of the state bucket when the gate creates it. An existing bucket keeps its own.
     pub state_replicas: usize,
+    /// How long the control connection may stay down before the gate applies a local
+    /// `HARD_HALT` with reason `CONTROL_PLANE_LOST`.
+    pub control_plane_lost_after: Duration,
+    /// Keeps the local `CONTROL_PLANE_LOST` halt after the reconnect and the re-read of the
+    /// stored state, until a signed resume lifts it.
+    pub control_plane_lost_latch: bool,
 }
 
 /// How to reach NATS.
@@ -292,6 +305,15 @@ impl Layers<'_> {
         let state_replicas =
             self.number(ENV_STATE_REPLICAS, "state_replicas", file.state_replicas, DEFAULT_STATE_REPLICAS, 1..=5);
         let state_bucket = self.state_bucket(file.state_bucket.clone());
+        let control_plane_lost_after_ms = self.number(
+            ENV_CONTROL_PLANE_LOST_AFTER_MS,
+            "control_plane_lost_after_ms",
+            file.control_plane_lost_after_ms,
+            DEFAULT_CONTROL_PLANE_LOST_AFTER_MS,
+            100..=600_000,
+        );
+        let control_plane_lost_latch =
+            self.flag(ENV_CONTROL_PLANE_LOST_LATCH, "control_plane_lost_latch", file.control_plane_lost_latch, false);
 
         let intake_prefix =
             self.subject_prefix(ENV_INTAKE_PREFIX, "intake_prefix", file.intake_prefix.clone(), DEFAULT_INTAKE_PREFIX);
@@ -337,6 +359,8 @@ impl Layers<'_> {
             reject_logs_per_second,
             state_bucket,
             state_replicas,
+            control_plane_lost_after: Duration::from_millis(control_plane_lost_after_ms),
+            control_plane_lost_latch,
         }
     }
 
@@ -384,6 +408,19 @@ impl Layers<'_> {
             return default;
         }
         value
+    }
+
+    /// Resolves a boolean from the environment (`true` or `false`) or the file.
+    fn flag(&mut self, env_name: &str, key: &str, from_file: Option<bool>, default: bool) -> bool {
+        match self.env_text(env_name).as_deref().map(str::trim) {
+            None => from_file.unwrap_or(default),
+            Some("true") => true,
+            Some("false") => false,
+            Some(other) => {
+                self.errors.push(format!("{key} ({env_name}): {other:?} is not true or false"));
+                default
+            }
+        }
     }
 
     fn subject_prefix(&mut self, env_name: &str, key: &str, from_file: Option<String>, default: &str) -> String {

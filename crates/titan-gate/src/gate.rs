@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use serde_json::{Value, json};
 use titan_gate_core::{Change, HaltEntry, HaltState, Keyring, Mode, Policy, Transition, Verdict};
-use tracing::error;
+use tracing::{error, warn};
 
 use crate::config::Settings;
 use crate::keys::now_ms;
@@ -21,6 +21,9 @@ const MAX_PERMISSION_ERRORS: usize = 16;
 const MAX_UNPERSISTED_CHANGES: usize = 4_096;
 /// The reason of the `HARD_HALT` a gate is in while it cannot read its stored state.
 pub const STATE_UNKNOWN: &str = "STATE_UNKNOWN";
+/// The reason of the local `HARD_HALT` a gate applies when its control connection stays
+/// down longer than `control_plane_lost_after`.
+pub const CONTROL_PLANE_LOST: &str = "CONTROL_PLANE_LOST";
 
 /// One gate process's shared state.
 #[derive(Debug)]
@@ -34,6 +37,10 @@ pub struct Gate {
     /// Changes applied in memory and not yet written to the store, oldest first. Its lock
     /// also serializes state changes, so two commands cannot both compute from the same epoch.
     unpersisted: Mutex<VecDeque<Change>>,
+    /// The `CONTROL_PLANE_LOST` halt while it is in force. It lives in memory only, so the
+    /// writer stores the global entry it replaced instead. Locked only while `unpersisted`
+    /// is locked.
+    local_halt: Mutex<Option<LocalHalt>>,
     /// Wakes the task that writes the state to the store.
     pub persist_wake: tokio::sync::Notify,
     /// The store's revision of the last state read or written, 0 before the first.
@@ -45,6 +52,15 @@ pub struct Gate {
     pub replay_nonces: AtomicU64,
     /// Limits slow-consumer warnings to one a second.
     pub slow_consumer_log: crate::logging::RejectLogLimiter,
+}
+
+/// A global halt this gate applied on its own and never writes to the store.
+#[derive(Debug)]
+struct LocalHalt {
+    /// The global entry in force while the local halt lasts.
+    entry: HaltEntry,
+    /// The global entry of the stored state, which a write stores in place of `entry`.
+    replaced: HaltEntry,
 }
 
 /// What `/readyz` checks.
@@ -64,6 +80,10 @@ pub struct Health {
     pub state_problem: Mutex<Option<String>>,
     /// Set when the control connection drops, so the next connect counts as a reconnect.
     pub control_lost: AtomicBool,
+    /// When the control connection dropped, while it stays down.
+    control_lost_at: Mutex<Option<tokio::time::Instant>>,
+    /// Wakes the task that halts the gate when the control connection stays down too long.
+    pub control_disconnected: tokio::sync::Notify,
     /// Counts reconnects of the control connection; a state read started under an older
     /// count is stale.
     pub control_generation: AtomicU64,
@@ -141,9 +161,27 @@ impl Health {
         }
     }
 
+    /// Records a drop of the control connection: the next connect counts as a reconnect,
+    /// and the `CONTROL_PLANE_LOST` timer starts unless it already runs for this outage.
+    pub fn record_control_disconnect(&self) {
+        self.lock_control_lost_at().get_or_insert_with(tokio::time::Instant::now);
+        self.control_lost.store(true, Ordering::Release);
+        self.control_disconnected.notify_one();
+    }
+
+    /// Returns when the control connection dropped, or `None` while it is up.
+    pub fn control_lost_at(&self) -> Option<tokio::time::Instant> {
+        *self.lock_control_lost_at()
+    }
+
+    fn lock_control_lost_at(&self) -> std::sync::MutexGuard<'_, Option<tokio::time::Instant>> {
+        self.control_lost_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Records a reconnect of the control connection: the state must be read again before
     /// orders are admitted, since a halt may have been stored while this gate was away.
     pub fn record_control_reconnect(&self) {
+        *self.lock_control_lost_at() = None;
         self.state_loaded.store(false, Ordering::Release);
         self.control_generation.fetch_add(1, Ordering::AcqRel);
         self.control_reconnected.notify_one();
@@ -171,6 +209,7 @@ impl Gate {
             state: ArcSwap::from_pointee(state),
             keyring: ArcSwap::from_pointee(keyring),
             unpersisted: Mutex::new(VecDeque::new()),
+            local_halt: Mutex::new(None),
             persist_wake: tokio::sync::Notify::new(),
             state_revision: AtomicU64::new(0),
             health: Health::default(),
@@ -204,6 +243,10 @@ impl Gate {
         if let Transition::Applied(next) = &transition {
             self.state.store(Arc::new(next.clone()));
             metrics::record_state(next, Some(&previous));
+            if next.global != previous.global {
+                // A command replaced the local halt's entry, so the writer stores this one.
+                *self.lock_local_halt() = None;
+            }
             if unpersisted.len() >= MAX_UNPERSISTED_CHANGES {
                 // The change stays in force in memory, but a rebase on another replica's
                 // write can no longer re-apply the oldest change.
@@ -235,11 +278,53 @@ impl Gate {
         self.state.load_full()
     }
 
+    /// Applies `HARD_HALT` with reason `CONTROL_PLANE_LOST` in memory only, without queuing
+    /// it for the store, if the control connection is still down since `lost_at`. The
+    /// global entry it replaces is kept for writes. Returns the new state, or `None` when the
+    /// connection came back or the local halt is already in force.
+    pub fn halt_control_plane_lost(&self, lost_at: tokio::time::Instant) -> Option<Arc<HaltState>> {
+        // Checked under the lock that `replace_state` takes, so a re-read after a reconnect
+        // always comes after this halt and can clear it.
+        let _unpersisted = self.lock_unpersisted();
+        if !self.health.control_lost.load(Ordering::Acquire) || self.health.control_lost_at() != Some(lost_at) {
+            return None;
+        }
+        let mut local_halt = self.lock_local_halt();
+        if local_halt.is_some() {
+            return None;
+        }
+        let previous = self.state.load_full();
+        let entry = HaltEntry {
+            mode: Mode::HardHalt,
+            reason: CONTROL_PLANE_LOST.to_owned(),
+            operator: None,
+            since_ms: now_ms(),
+            key_id: None,
+        };
+        let mut next = (*previous).clone();
+        next.epoch = previous.epoch + 1;
+        next.global = entry.clone();
+        *local_halt = Some(LocalHalt { entry, replaced: previous.global.clone() });
+        let next = Arc::new(next);
+        self.state.store(Arc::clone(&next));
+        metrics::record_state(&next, Some(&previous));
+        Some(next)
+    }
+
+    /// Returns true while the local `CONTROL_PLANE_LOST` halt is in force.
+    pub fn control_plane_lost(&self) -> bool {
+        let _unpersisted = self.lock_unpersisted();
+        self.lock_local_halt().as_ref().is_some_and(|local_halt| self.state.load().global == local_halt.entry)
+    }
+
     /// Replaces the state with `stored`, a state read from the store, re-applying on top of
     /// it every change not yet written. A change already in force in `stored` drops out of
     /// the queue, since the store already contains its effect. When changes remain, the
     /// result gets an epoch above the current one, so the epoch stays monotonic.
     /// Returns the new state.
+    ///
+    /// A local `CONTROL_PLANE_LOST` halt stays on top of the result while the control
+    /// connection is down or when `control_plane_lost_latch` is set, and is cleared otherwise.
     ///
     /// NOTE: a re-applied resume is not checked again against the rebased state, so a
     /// resume signed before a newer stored halt still lifts that halt.
@@ -258,16 +343,43 @@ impl Gate {
         if !unpersisted.is_empty() && next.epoch <= previous.epoch {
             next.epoch = previous.epoch + 1;
         }
+        self.keep_or_clear_local_halt(&mut next);
         let next = Arc::new(next);
         self.state.store(Arc::clone(&next));
         metrics::record_state(&next, Some(&previous));
         next
     }
 
-    /// Returns the current state and how many queued changes it contains, for a write.
+    /// Puts the local halt back on top of `next`, a state built from the store, or clears
+    /// it once the control connection is back and the latch is off. Called with
+    /// `unpersisted` locked.
+    fn keep_or_clear_local_halt(&self, next: &mut HaltState) {
+        let mut local_halt = self.lock_local_halt();
+        let Some(halt) = local_halt.as_mut() else {
+            return;
+        };
+        if self.settings.control_plane_lost_latch || self.health.control_lost.load(Ordering::Acquire) {
+            halt.replaced = std::mem::replace(&mut next.global, halt.entry.clone());
+            return;
+        }
+        warn!(halt.epoch = next.epoch, mode = %next.global.mode, reason = %next.global.reason, "Control connection restored and halt state read again; CONTROL_PLANE_LOST cleared");
+        *local_halt = None;
+    }
+
+    /// Returns the state to write and how many queued changes it contains. While the local
+    /// `CONTROL_PLANE_LOST` halt is in force, the state to write has the global entry it
+    /// replaced, so the store never contains the local halt.
     pub fn unpersisted_snapshot(&self) -> (Arc<HaltState>, usize) {
         let unpersisted = self.lock_unpersisted();
-        (self.state.load_full(), unpersisted.len())
+        let mut state = self.state.load_full();
+        if let Some(local_halt) = self.lock_local_halt().as_ref()
+            && state.global == local_halt.entry
+        {
+            let mut stored = (*state).clone();
+            stored.global = local_halt.replaced.clone();
+            state = Arc::new(stored);
+        }
+        (state, unpersisted.len())
     }
 
     /// Removes the oldest `count` queued changes once a write that contained them landed.
@@ -280,6 +392,10 @@ impl Gate {
     /// Returns true while some change has not been written to the store.
     pub fn has_unpersisted(&self) -> bool {
         !self.lock_unpersisted().is_empty()
+    }
+
+    fn lock_local_halt(&self) -> std::sync::MutexGuard<'_, Option<LocalHalt>> {
+        self.local_halt.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn lock_unpersisted(&self) -> std::sync::MutexGuard<'_, VecDeque<Change>> {
@@ -323,6 +439,7 @@ impl Gate {
         });
         status["state_revision"] = json!(self.state_revision.load(Ordering::Acquire));
         status["state_loaded"] = json!(self.health.state_loaded.load(Ordering::Acquire));
+        status["control_plane_lost"] = json!(self.control_plane_lost());
         status["ready"] = json!(unready.is_empty());
         status["unready_reasons"] = json!(unready);
         status["forward_stream"] =

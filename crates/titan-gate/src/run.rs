@@ -79,6 +79,7 @@ pub async fn run(settings: Settings, keyring: titan_gate_core::Keyring, env: Env
     let mut intake_task = tokio::spawn(order_path.clone().run(shutdown));
     spawn_periodic_checks(order_path.clone());
     spawn_keyring_reload(Arc::clone(&gate), env);
+    spawn_control_plane_lost_timer(Arc::clone(&gate));
 
     tokio::select! {
         result = control_task => report_task_end("control plane", result),
@@ -155,7 +156,7 @@ fn on_event(gate: &Gate, connection: Connection, event: Event) {
         Event::Disconnected => {
             flag.store(false, Ordering::Release);
             if matches!(connection, Connection::Control) {
-                gate.health.control_lost.store(true, Ordering::Release);
+                gate.health.record_control_disconnect();
             }
             warn!(connection = connection.name(), "NATS disconnected; reconnecting");
         }
@@ -190,6 +191,29 @@ fn on_event(gate: &Gate, connection: Connection, event: Event) {
         other => info!(connection = connection.name(), event = %other, "NATS event"),
     }
     gauge!(NATS_CONNECTED).set(if gate.health.nats_connected() { 1.0 } else { 0.0 });
+}
+
+/// Applies the local `HARD_HALT` `CONTROL_PLANE_LOST` when the control connection stays
+/// down longer than `control_plane_lost_after`. Each drop of the connection wakes it.
+fn spawn_control_plane_lost_timer(gate: Arc<Gate>) {
+    tokio::spawn(async move {
+        loop {
+            gate.health.control_disconnected.notified().await;
+            let Some(lost_at) = gate.health.control_lost_at() else {
+                continue;
+            };
+            tokio::time::sleep_until(lost_at + gate.settings.control_plane_lost_after).await;
+            if let Some(state) = gate.halt_control_plane_lost(lost_at) {
+                let latched = gate.settings.control_plane_lost_latch;
+                error!(
+                    lost_after_ms = gate.settings.control_plane_lost_after.as_millis(),
+                    halt.epoch = state.epoch,
+                    latched,
+                    "Control connection to NATS down too long; applied HARD_HALT CONTROL_PLANE_LOST in memory only"
+                );
+            }
+        }
+    });
 }
 
 /// Every second: reports suppressed rejection logs, publishes the in-flight and replay

@@ -76,6 +76,8 @@ fn example_file_loads_with_default_values() {
     assert_eq!(from_file.forward_prefix, defaults.forward_prefix);
     assert_eq!(from_file.state_bucket, defaults.state_bucket);
     assert_eq!(from_file.state_replicas, defaults.state_replicas);
+    assert_eq!(from_file.control_plane_lost_after, defaults.control_plane_lost_after);
+    assert_eq!(from_file.control_plane_lost_latch, defaults.control_plane_lost_latch);
 }
 
 #[test]
@@ -101,4 +103,44 @@ fn invalid_state_settings_are_reported_together() {
     assert_eq!(error.0.len(), 2, "{error}");
     assert!(error.to_string().contains(ENV_STATE_BUCKET), "{error}");
     assert!(error.to_string().contains(ENV_STATE_REPLICAS), "{error}");
+}
+
+#[test]
+fn control_plane_lost_defaults() {
+    let settings = Settings::load(None, &Environment::new(), &FlagSettings::default()).unwrap();
+    assert_eq!(settings.control_plane_lost_after, Duration::from_millis(DEFAULT_CONTROL_PLANE_LOST_AFTER_MS));
+    assert_eq!(DEFAULT_CONTROL_PLANE_LOST_AFTER_MS, 5_000);
+    assert!(!settings.control_plane_lost_latch);
+}
+
+#[test]
+fn control_plane_lost_settings_from_environment() {
+    let settings = Settings::load(
+        None,
+        &env(&[(ENV_CONTROL_PLANE_LOST_AFTER_MS, "300"), (ENV_CONTROL_PLANE_LOST_LATCH, "true")]),
+        &FlagSettings::default(),
+    )
+    .unwrap();
+    assert_eq!(settings.control_plane_lost_after, Duration::from_millis(300));
+    assert!(settings.control_plane_lost_latch);
+}
+
+#[test]
+fn invalid_control_plane_lost_settings_are_reported_together() {
+    let error = Settings::load(
+        None,
+        &env(&[(ENV_CONTROL_PLANE_LOST_AFTER_MS, "99"), (ENV_CONTROL_PLANE_LOST_LATCH, "yes")]),
+        &FlagSettings::default(),
+    )
+    .unwrap_err();
+    assert_eq!(error.0.len(), 2, "{error}");
+    assert!(error.to_string().contains(ENV_CONTROL_PLANE_LOST_AFTER_MS), "{error}");
+    assert!(error.to_string().contains(ENV_CONTROL_PLANE_LOST_LATCH), "{error}");
+}
+
+#[test]
+fn control_plane_lost_after_upper_bound() {
+    let error = Settings::load(None, &env(&[(ENV_CONTROL_PLANE_LOST_AFTER_MS, "600001")]), &FlagSettings::default())
+        .unwrap_err();
+    assert!(error.to_string().contains("100..=600000"), "{error}");
 }

@@ -85,3 +85,88 @@ fn control_plane_problem_until_state_loaded() {
     gate.health.record_control_reconnect();
     assert!(gate.health.control_plane_problem().is_some_and(|problem| problem.contains("not loaded")));
 }
+
+/// Returns a gate in `stored` state whose control connection dropped, with the local halt applied.
+fn gate_with_control_plane_lost(latch: bool) -> Gate {
+    let mut gate = gate();
+    gate.settings.control_plane_lost_latch = latch;
+    gate.replace_state(stored(3, Mode::Running));
+    gate.health.record_control_disconnect();
+    let lost_at = gate.health.control_lost_at().unwrap();
+    let state = gate.halt_control_plane_lost(lost_at).unwrap();
+    assert_eq!(state.global.mode, Mode::HardHalt);
+    assert_eq!(state.global.reason, CONTROL_PLANE_LOST);
+    assert_eq!(state.epoch, 4);
+    gate
+}
+
+/// Records the reconnect as the connection event handler does.
+fn reconnect(gate: &Gate) {
+    assert!(gate.health.control_lost.swap(false, Ordering::AcqRel));
+    gate.health.record_control_reconnect();
+}
+
+#[test]
+fn control_plane_lost_is_applied_once() {
+    let gate = gate_with_control_plane_lost(false);
+    let lost_at = gate.health.control_lost_at().unwrap();
+    assert!(gate.halt_control_plane_lost(lost_at).is_none());
+    assert!(gate.control_plane_lost());
+    assert!(!gate.has_unpersisted());
+}
+
+#[test]
+fn control_plane_lost_needs_same_outage() {
+    let gate = gate();
+    gate.health.record_control_disconnect();
+    let lost_at = gate.health.control_lost_at().unwrap();
+    reconnect(&gate);
+    assert!(gate.halt_control_plane_lost(lost_at).is_none());
+    assert_eq!(gate.state().global.reason, STATE_UNKNOWN);
+}
+
+#[test]
+fn control_plane_lost_is_never_written() {
+    let gate = gate_with_control_plane_lost(false);
+    gate.apply(&change(Some(Scope::new(ScopeKind::Venue, "okx".to_owned())), Mode::HardHalt, "okx"));
+
+    let (snapshot, count) = gate.unpersisted_snapshot();
+    assert_eq!(count, 1);
+    assert_eq!(snapshot.global.mode, Mode::Running);
+    assert_eq!(snapshot.global.reason, "stored");
+    assert_eq!(snapshot.scope_count(), 1);
+    assert_eq!(gate.state().global.reason, CONTROL_PLANE_LOST);
+}
+
+#[test]
+fn control_plane_lost_stays_while_disconnected() {
+    let gate = gate_with_control_plane_lost(false);
+    gate.replace_state(stored(3, Mode::Running));
+    assert_eq!(gate.state().global.reason, CONTROL_PLANE_LOST);
+}
+
+#[test]
+fn control_plane_lost_clears_after_reread() {
+    let gate = gate_with_control_plane_lost(false);
+    reconnect(&gate);
+    let state = gate.replace_state(stored(3, Mode::Running));
+    assert_eq!(state.global.mode, Mode::Running);
+    assert!(!gate.control_plane_lost());
+}
+
+#[test]
+fn latched_control_plane_lost_stays_until_resume() {
+    let gate = gate_with_control_plane_lost(true);
+    reconnect(&gate);
+    let state = gate.replace_state(stored(3, Mode::SoftHalt));
+    assert_eq!(state.global.reason, CONTROL_PLANE_LOST);
+    let (snapshot, _) = gate.unpersisted_snapshot();
+    assert_eq!(snapshot.global.mode, Mode::SoftHalt);
+
+    gate.apply(&change(None, Mode::Running, "resume"));
+    assert!(!gate.control_plane_lost());
+    let (snapshot, count) = gate.unpersisted_snapshot();
+    assert_eq!(count, 1);
+    assert_eq!(snapshot.global.mode, Mode::Running);
+    assert_eq!(snapshot.global.reason, "resume");
+}
