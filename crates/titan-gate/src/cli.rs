@@ -1,4 +1,4 @@
-//! The command line: `run`, `halt`, `resume`, `status`, `sign` and `verify`.
+//! The command line: `run`, `halt`, `resume`, `status`, `timeline`, `sign` and `verify`.
 //!
 //! Doc comments here are clap's help text, shown to operators as written.
 #![allow(clippy::doc_markdown, reason = "doc comments are help text printed verbatim, where backticks would show")]
@@ -26,6 +26,9 @@ pub enum Command {
     Resume(ResumeArgs),
     /// Ask every gate replica for its state; exit non-zero if any is missing or they disagree.
     Status(StatusArgs),
+    /// Print an incident timeline from the audit stream: each halt, who applied it, each
+    /// resume, and how long each halt lasted.
+    Timeline(TimelineArgs),
     /// Sign an envelope (v1) or a message body (v2) read from stdin.
     Sign(SignArgs),
     /// Check the v1 signature of an envelope read from stdin, offline.
@@ -128,6 +131,22 @@ pub struct ResumeArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TimelineArgs {
+    /// How far back to read, such as 30m, 2h or 1d (units s, m, h, d).
+    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    pub since: String,
+    /// NATS server URL [env: NATS_URL] [default: nats://127.0.0.1:4222].
+    #[arg(long, value_name = "URL")]
+    pub nats_url: Option<String>,
+    /// Time to wait for the server and for each stored record, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 2_000)]
+    pub timeout_ms: u64,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Signature scheme.

@@ -10,6 +10,7 @@ use titan_gate_core::command::{self, AuthError, Command, CommandDecision, HALT_S
 use titan_gate_core::{HaltState, OrderHeaders, ReplayMemory, Role, Transition};
 use tracing::{info, warn};
 
+use crate::audit::{AuditLog, AuditRecord};
 use crate::gate::Gate;
 use crate::keys::now_ms;
 use crate::metrics as gate_metrics;
@@ -28,6 +29,7 @@ pub struct ControlPlane {
     gate: Arc<Gate>,
     client: async_nats::Client,
     replay: ReplayMemory,
+    audit: AuditLog,
 }
 
 /// The outcome of one command, as reported.
@@ -39,9 +41,11 @@ struct Outcome {
 }
 
 impl ControlPlane {
-    /// Creates the control plane on its own connection.
+    /// Creates the control plane on its own connection and starts its audit writer there.
+    /// Must be called inside a Tokio runtime.
     pub fn new(gate: Arc<Gate>, client: async_nats::Client) -> Self {
-        Self { gate, client, replay: ReplayMemory::new(COMMAND_REPLAY_CAPACITY) }
+        let audit = AuditLog::start(client.clone(), gate.settings.state_replicas);
+        Self { gate, client, replay: ReplayMemory::new(COMMAND_REPLAY_CAPACITY), audit }
     }
 
     /// Subscribes to the halt subjects and the status subject (no queue group: every
@@ -100,17 +104,16 @@ impl ControlPlane {
 
         let outcome = match command::evaluate(&command, &authentication, &self.gate.state()) {
             CommandDecision::Apply(change) => {
-                let (transition, previous) = self.gate.apply(&change);
+                let (transition, previous, rejected_under_previous) = self.gate.apply(&change);
                 match transition {
                     Transition::Applied(next) => {
                         let next = Arc::new(next);
-                        log_transition(
-                            &previous,
-                            &next,
-                            &command,
-                            change.key_id.as_deref(),
-                            &self.gate.settings.gate_id,
-                        );
+                        let record = AuditRecord {
+                            rejected_under_previous,
+                            ..transition_record(&previous, &next, &command, change.key_id.as_deref(), &self.gate)
+                        };
+                        log_transition(&record);
+                        self.audit.append(record);
                         Outcome { label: "applied", reason: command.reason.clone(), state: next }
                     }
                     Transition::Unchanged => Outcome {
@@ -186,18 +189,43 @@ fn log_authentication(command: &Command, role: Role, authentication: &Result<Sig
     }
 }
 
-fn log_transition(previous: &HaltState, next: &HaltState, command: &Command, key_id: Option<&str>, gate_id: &str) {
-    let from = previous.entry(command.scope.as_ref()).map_or("RUNNING", |entry| entry.mode.as_str());
-    let to = next.entry(command.scope.as_ref()).map_or("RUNNING", |entry| entry.mode.as_str());
+/// Builds the audit record of a transition a command caused, with no rejections counted.
+fn transition_record(
+    previous: &HaltState,
+    next: &HaltState,
+    command: &Command,
+    key_id: Option<&str>,
+    gate: &Gate,
+) -> AuditRecord {
+    let mode_of =
+        |state: &HaltState| state.entry(command.scope.as_ref()).map_or("RUNNING", |entry| entry.mode.as_str());
+    AuditRecord {
+        from: mode_of(previous).to_owned(),
+        to: mode_of(next).to_owned(),
+        scope: scope_label(command),
+        reason: command.reason.clone(),
+        operator: command.operator.clone(),
+        key_id: key_id.map(str::to_owned),
+        epoch: next.epoch,
+        time_ms: now_ms(),
+        gate_id: gate.settings.gate_id.clone(),
+        command: command.kind.label().to_owned(),
+        rejected_under_previous: 0,
+        local_only: false,
+    }
+}
+
+fn log_transition(record: &AuditRecord) {
     warn!(
-        halt.scope = %scope_label(command),
-        halt.from = from,
-        halt.to = to,
-        halt.reason = %command.reason,
-        halt.operator = command.operator.as_deref().unwrap_or(""),
-        halt.key_id = key_id.unwrap_or(""),
-        halt.epoch = next.epoch,
-        gate_id,
+        halt.scope = %record.scope,
+        halt.from = %record.from,
+        halt.to = %record.to,
+        halt.reason = %record.reason,
+        halt.operator = record.operator.as_deref().unwrap_or(""),
+        halt.key_id = record.key_id.as_deref().unwrap_or(""),
+        halt.epoch = record.epoch,
+        halt.rejected_under_previous = record.rejected_under_previous,
+        gate_id = %record.gate_id,
         "Halt state changed"
     );
 }

@@ -48,6 +48,8 @@ pub struct Gate {
     /// Connection and subscription flags behind `/readyz`.
     pub health: Health,
     counts: [AtomicU64; 3],
+    /// Orders rejected `system_halted` or `reduce_only` since the last transition `apply` made.
+    rejected_under_state: AtomicU64,
     /// Nonces in the order replay memory, stored by the intake after each decision.
     pub replay_nonces: AtomicU64,
     /// Limits slow-consumer warnings to one a second.
@@ -214,6 +216,7 @@ impl Gate {
             state_revision: AtomicU64::new(0),
             health: Health::default(),
             counts: Default::default(),
+            rejected_under_state: AtomicU64::new(0),
             replay_nonces: AtomicU64::new(0),
             slow_consumer_log: crate::logging::RejectLogLimiter::new(1),
         }
@@ -235,13 +238,16 @@ impl Gate {
     }
 
     /// Applies a change at the current time, publishes the new state and its gauges, and
-    /// queues the change for the state store. Returns the transition and the state it replaced.
-    pub fn apply(&self, change: &Change) -> (Transition, Arc<HaltState>) {
+    /// queues the change for the state store. Returns the transition, the state it replaced
+    /// and, when the change applied, the orders rejected under that state (the counter restarts).
+    pub fn apply(&self, change: &Change) -> (Transition, Arc<HaltState>, u64) {
         let mut unpersisted = self.lock_unpersisted();
         let previous = self.state.load_full();
         let transition = previous.apply(change, now_ms(), self.settings.max_scopes);
+        let mut rejected_under_previous = 0;
         if let Transition::Applied(next) = &transition {
             self.state.store(Arc::new(next.clone()));
+            rejected_under_previous = self.rejected_under_state.swap(0, Ordering::AcqRel);
             metrics::record_state(next, Some(&previous));
             if next.global != previous.global {
                 // A command replaced the local halt's entry, so the writer stores this one.
@@ -256,7 +262,7 @@ impl Gate {
             unpersisted.push_back(change.clone());
             self.persist_wake.notify_one();
         }
-        (transition, previous)
+        (transition, previous, rejected_under_previous)
     }
 
     /// Applies `HARD_HALT` with reason `STATE_UNKNOWN` in memory only, without queuing it
@@ -410,6 +416,12 @@ impl Gate {
             Verdict::Unconfirmed => 2,
         };
         self.counts[index].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one order rejected because of a halt (`system_halted` or `reduce_only`), for
+    /// the audit record of the transition that ends the current state.
+    pub fn count_halt_rejection(&self) {
+        self.rejected_under_state.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Builds the status document served by `GET /status` and `titan.gate.status.v1`.

@@ -2,6 +2,7 @@
 //! listener, metrics, settings and the client commands. The decisions themselves live
 //! in `titan-gate-core`.
 
+pub mod audit;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         Command::Halt(args) => block_on(client::halt(&args, &env)),
         Command::Resume(args) => block_on(client::resume(&args, &env)),
         Command::Status(args) => block_on(client::status(&args, &env)),
+        Command::Timeline(args) => block_on(client::timeline(&args, &env)),
     }
 }
 

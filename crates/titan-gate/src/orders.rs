@@ -249,6 +249,9 @@ impl OrderPath {
     pub async fn report_rejection(&self, received: &Received, rejection: &Rejection, state: &HaltState) {
         let reason = rejection.reason;
         self.gate.count(Verdict::Rejected);
+        if matches!(reason, Reason::SystemHalted | Reason::ReduceOnly) {
+            self.gate.count_halt_rejection();
+        }
         gate_metrics::count_order(Verdict::Rejected, Some(reason));
         if let Some(kind) = reason.security_event() {
             gate_metrics::count_security_event(kind);

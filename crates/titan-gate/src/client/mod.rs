@@ -1,10 +1,11 @@
 //! Client commands that operators and tools run against the gates: halt, resume,
-//! status, sign and verify.
+//! status, timeline, sign and verify.
 
 mod connection;
 mod halt;
 mod sign;
 mod status;
+mod timeline;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use titan_gate_core::Keyring;
 
-use crate::cli::{ClientArgs, HaltArgs, ResumeArgs, SignArgs, StatusArgs, VerifyArgs};
+use crate::cli::{ClientArgs, HaltArgs, ResumeArgs, SignArgs, StatusArgs, TimelineArgs, VerifyArgs};
 use crate::config::{ENV_KEYRING, Environment};
 use crate::keys;
 
@@ -32,6 +33,11 @@ pub async fn resume(args: &ResumeArgs, env: &Environment) -> anyhow::Result<Exit
 /// Asks every replica for its state.
 pub async fn status(args: &StatusArgs, env: &Environment) -> anyhow::Result<ExitCode> {
     status::status(args, env).await
+}
+
+/// Prints the incident timeline read from the audit stream.
+pub async fn timeline(args: &TimelineArgs, env: &Environment) -> anyhow::Result<ExitCode> {
+    timeline::timeline(args, env).await
 }
 
 /// Signs stdin and returns what to print.
