@@ -308,6 +308,7 @@ pub fn evaluate(command: &Command, authentication: &Result<Signer, AuthError>, s
         reason: command.reason.clone(),
         operator: command.operator.clone(),
         key_id: signer.map(|signer| signer.key_id.clone()),
+        signed_ms: signer.map(|signer| signer.timestamp_ms),
     };
     if command.required_role(state) == Role::Halt {
         return CommandDecision::Apply(change);

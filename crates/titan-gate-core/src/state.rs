@@ -150,6 +150,8 @@ pub struct Change {
     pub operator: Option<String>,
     /// The id of the key that signed the request, if any.
     pub key_id: Option<String>,
+    /// The signed timestamp of the request, epoch milliseconds, if it was signed.
+    pub signed_ms: Option<i64>,
 }
 
 /// The result of applying a [`Change`].
@@ -227,6 +229,16 @@ impl HaltState {
             None => Some(&self.global),
             Some(scope) => self.scoped(scope.kind, &scope.value),
         }
+    }
+
+    /// Returns false when `change` would loosen a mode that began at or after the moment
+    /// the change was signed: a resume must be signed after the halt it lifts began.
+    /// Used when a change authorized against one state is re-applied to a newer one.
+    pub fn permits(&self, change: &Change) -> bool {
+        let Some(entry) = self.entry(change.scope.as_ref()) else {
+            return true;
+        };
+        change.mode >= entry.mode || change.signed_ms.is_some_and(|signed| signed > entry.since_ms)
     }
 
     /// Applies an authorized change at `now_ms`. A halt that would take the number of

@@ -276,6 +276,7 @@ impl Gate {
             reason: STATE_UNKNOWN.to_owned(),
             operator: None,
             key_id: None,
+            signed_ms: None,
         };
         if let Transition::Applied(next) = previous.apply(&change, now_ms(), self.settings.max_scopes) {
             self.state.store(Arc::new(next.clone()));
@@ -331,20 +332,25 @@ impl Gate {
     ///
     /// A local `CONTROL_PLANE_LOST` halt stays on top of the result while the control
     /// connection is down or when `control_plane_lost_latch` is set, and is cleared otherwise.
-    ///
-    /// NOTE: a re-applied resume is not checked again against the rebased state, so a
-    /// resume signed before a newer stored halt still lifts that halt.
+    /// A queued resume signed before a newer stored halt began is dropped, as the control
+    /// plane would have rejected it against that halt.
     pub fn replace_state(&self, stored: HaltState) -> Arc<HaltState> {
         let mut unpersisted = self.lock_unpersisted();
         let previous = self.state.load_full();
         let mut next = stored;
         let now = now_ms();
-        unpersisted.retain(|change| match next.apply(change, now, self.settings.max_scopes) {
-            Transition::Applied(applied) => {
-                next = applied;
-                true
+        unpersisted.retain(|change| {
+            if !next.permits(change) {
+                warn!(halt.scope = ?change.scope, halt.epoch = next.epoch, "Unwritten resume dropped: it was signed before the newer stored halt began");
+                return false;
             }
-            Transition::Unchanged => false,
+            match next.apply(change, now, self.settings.max_scopes) {
+                Transition::Applied(applied) => {
+                    next = applied;
+                    true
+                }
+                Transition::Unchanged => false,
+            }
         });
         if !unpersisted.is_empty() && next.epoch <= previous.epoch {
             next.epoch = previous.epoch + 1;

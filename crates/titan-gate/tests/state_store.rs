@@ -57,6 +57,7 @@ fn change(scope: Option<Scope>, mode: Mode, reason: &str) -> Change {
         reason: reason.to_owned(),
         operator: Some("alice".to_owned()),
         key_id: Some("ops-1".to_owned()),
+        signed_ms: None,
     }
 }
 

@@ -48,7 +48,7 @@ impl Fixture {
     }
 
     fn set_state(&mut self, scope: Option<Scope>, mode: Mode) {
-        let change = Change { scope, mode, reason: "test".to_owned(), operator: None, key_id: None };
+        let change = Change { scope, mode, reason: "test".to_owned(), operator: None, key_id: None, signed_ms: None };
         if let Transition::Applied(next) = self.state.apply(&change, NOW - 10, 100) {
             self.state = next;
         }

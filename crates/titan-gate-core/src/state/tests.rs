@@ -1,7 +1,7 @@
 use super::*;
 
 fn halt(scope: Option<Scope>, mode: Mode) -> Change {
-    Change { scope, mode, reason: "test".to_owned(), operator: Some("alice".to_owned()), key_id: None }
+    Change { scope, mode, reason: "test".to_owned(), operator: Some("alice".to_owned()), key_id: None, signed_ms: None }
 }
 
 #[test]
@@ -94,4 +94,18 @@ fn from_parts_keeps_last_duplicate() {
     let state = HaltState::from_parts(3, entry("global"), [(venue.clone(), entry("first")), (venue, entry("second"))]);
     assert_eq!(state.scope_count(), 1);
     assert_eq!(state.scoped(ScopeKind::Venue, "binance").map(|entry| entry.reason.as_str()), Some("second"));
+}
+
+#[test]
+fn loosening_needs_signature_after_halt_began() {
+    let state = HaltState::initial(Mode::HardHalt, "halt", 1_000);
+    let resume = Change { signed_ms: Some(1_001), ..halt(None, Mode::Running) };
+    assert!(state.permits(&resume));
+    assert!(!state.permits(&Change { signed_ms: Some(1_000), ..halt(None, Mode::Running) }));
+    assert!(!state.permits(&halt(None, Mode::SoftHalt)), "unsigned loosening");
+    assert!(state.permits(&halt(None, Mode::HardHalt)), "the same mode is not loosening");
+    assert!(
+        state.permits(&halt(Some(Scope::new(ScopeKind::Venue, "x")), Mode::Running)),
+        "an unhalted scope has nothing to loosen"
+    );
 }

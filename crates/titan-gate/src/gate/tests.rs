@@ -8,7 +8,7 @@ fn gate() -> Gate {
 }
 
 fn change(scope: Option<Scope>, mode: Mode, reason: &str) -> Change {
-    Change { scope, mode, reason: reason.to_owned(), operator: None, key_id: None }
+    Change { scope, mode, reason: reason.to_owned(), operator: None, key_id: None, signed_ms: None }
 }
 
 fn stored(epoch: u64, mode: Mode) -> HaltState {
@@ -169,4 +169,30 @@ fn latched_control_plane_lost_stays_until_resume() {
     assert_eq!(count, 1);
     assert_eq!(snapshot.global.mode, Mode::Running);
     assert_eq!(snapshot.global.reason, "resume");
+}
+
+#[test]
+fn replace_state_drops_resume_signed_before_newer_halt() {
+    let gate = gate();
+    let mut halted = stored(3, Mode::HardHalt);
+    halted.global.since_ms = 1_000;
+    gate.replace_state(halted);
+    let resume = Change { signed_ms: Some(2_000), ..change(None, Mode::Running, "resume") };
+    gate.apply(&resume);
+    assert_eq!(gate.state().global.mode, Mode::Running);
+
+    let mut newer_halt = stored(4, Mode::HardHalt);
+    newer_halt.global.since_ms = 5_000;
+    let state = gate.replace_state(newer_halt);
+    assert_eq!(state.global.mode, Mode::HardHalt, "the resume predates the newer halt");
+    assert!(!gate.has_unpersisted());
+
+    let mut older_halt = stored(5, Mode::HardHalt);
+    older_halt.global.since_ms = 1_500;
+    gate.replace_state(stored(5, Mode::Running));
+    gate.replace_state(older_halt.clone());
+    let resume = Change { signed_ms: Some(2_000), ..change(None, Mode::Running, "resume") };
+    gate.apply(&resume);
+    let state = gate.replace_state(older_halt);
+    assert_eq!(state.global.mode, Mode::Running, "a resume signed after the halt began still applies");
 }

@@ -12,6 +12,7 @@ fn halted_state() -> HaltState {
             reason: "drawdown".to_owned(),
             operator: Some("alice".to_owned()),
             key_id: None,
+            signed_ms: None,
         },
         Change {
             scope: Some(Scope::new(ScopeKind::Venue, "binance")),
@@ -19,6 +20,7 @@ fn halted_state() -> HaltState {
             reason: "venue outage".to_owned(),
             operator: None,
             key_id: Some("ops-1".to_owned()),
+            signed_ms: None,
         },
         Change {
             scope: Some(Scope::new(ScopeKind::Strategy, "mm-1")),
@@ -26,6 +28,7 @@ fn halted_state() -> HaltState {
             reason: "r".to_owned(),
             operator: None,
             key_id: None,
+            signed_ms: None,
         },
     ];
     changes.iter().fold(initial, |state, change| match state.apply(change, 2_000, 100) {
