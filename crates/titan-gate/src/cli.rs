@@ -1,4 +1,5 @@
-//! The command line: `run`, `halt`, `resume`, `status`, `timeline`, `sign` and `verify`.
+//! The command line: `run`, `halt`, `resume`, `status`, `timeline`, `recover-state`, `sign`
+//! and `verify`.
 //!
 //! Doc comments here are clap's help text, shown to operators as written.
 #![allow(clippy::doc_markdown, reason = "doc comments are help text printed verbatim, where backticks would show")]
@@ -29,6 +30,9 @@ pub enum Command {
     /// Print an incident timeline from the audit stream: each halt, who applied it, each
     /// resume, and how long each halt lasted.
     Timeline(TimelineArgs),
+    /// Replace a corrupt or deleted stored halt state with a global HARD_HALT, so that gates
+    /// halted with STATE_UNKNOWN can load it. Trading resumes only through a signed resume.
+    RecoverState(RecoverStateArgs),
     /// Sign an envelope (v1) or a message body (v2) read from stdin.
     Sign(SignArgs),
     /// Check the v1 signature of an envelope read from stdin, offline.
@@ -147,6 +151,29 @@ pub struct TimelineArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RecoverStateArgs {
+    /// Reason for the HARD_HALT that is stored, shown in status and logs.
+    #[arg(long)]
+    pub reason: String,
+    /// Operator name, shown in status and logs and stored as the writer recover-state:NAME.
+    #[arg(long)]
+    pub operator: String,
+    /// Key-value bucket of the halt state [env: TITAN_GATE_STATE_BUCKET] [default: TITAN_GATE_STATE].
+    #[arg(long, value_name = "NAME")]
+    pub bucket: Option<String>,
+    /// NATS server URL [env: NATS_URL] [default: nats://127.0.0.1:4222].
+    #[arg(long, value_name = "URL")]
+    pub nats_url: Option<String>,
+    /// Time limit for connecting and for each NATS call, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 2_000)]
+    pub timeout_ms: u64,
+    /// Store the HARD_HALT even when the stored state is valid or missing, which discards
+    /// every halt and scope stored before.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 /// Signature scheme.

@@ -19,6 +19,7 @@ fn main() -> ExitCode {
         Command::Resume(args) => block_on(client::resume(&args, &env)),
         Command::Status(args) => block_on(client::status(&args, &env)),
         Command::Timeline(args) => block_on(client::timeline(&args, &env)),
+        Command::RecoverState(args) => block_on(client::recover_state(&args, &env)),
     }
 }
 

@@ -93,6 +93,25 @@ impl StateStore {
         Ok(StateStore { kv, client: jetstream.client(), bucket: bucket.to_owned(), timeout: DEFAULT_TIMEOUT })
     }
 
+    /// Opens the bucket without creating it, or returns `None` when it does not exist. Unlike
+    /// [`Self::open`], this suits a tool that must not create a bucket with settings of its own.
+    /// The open and every later call are bounded by `timeout`.
+    pub async fn open_existing(
+        jetstream: &jetstream::Context,
+        bucket: &str,
+        timeout: Duration,
+    ) -> Result<Option<StateStore>, StoreError> {
+        let kv = match bounded(timeout, bucket, "open", jetstream.get_key_value(bucket)).await? {
+            Ok(kv) => kv,
+            Err(error) if is_bucket_missing(&error) => return Ok(None),
+            Err(error) if error.kind() == KeyValueErrorKind::InvalidStoreName => {
+                return Err(StoreError::InvalidBucket { bucket: bucket.to_owned() });
+            }
+            Err(error) => return Err(unavailable(bucket, "open", error)),
+        };
+        Ok(Some(StateStore { kv, client: jetstream.client(), bucket: bucket.to_owned(), timeout }))
+    }
+
     /// Replaces the bound on each NATS call, [`DEFAULT_TIMEOUT`] unless set.
     #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> StateStore {
@@ -110,6 +129,23 @@ impl StateStore {
         let entry =
             self.bounded("load", self.kv.entry(STATE_KEY)).await?.map_err(|error| self.unavailable("load", error))?;
         entry.map(|entry| self.decode_entry(entry)).transpose()
+    }
+
+    /// Reads every revision of the state key that the bucket still keeps, oldest first. Each
+    /// item is the decoded state, or the [`StoreError::Corrupt`] or [`StoreError::Removed`]
+    /// error that [`Self::load`] would return for that revision. The whole read is bounded
+    /// by one timeout, and an empty list means the key was never written.
+    pub async fn history(&self) -> Result<Vec<Result<Stored, StoreError>>, StoreError> {
+        let read = async {
+            let mut entries = self.kv.history(STATE_KEY).await.map_err(|error| self.unavailable("history", error))?;
+            let mut revisions = Vec::new();
+            while let Some(entry) = entries.next().await {
+                let entry = entry.map_err(|error| self.unavailable("history", error))?;
+                revisions.push(self.decode_entry(entry));
+            }
+            Ok(revisions)
+        };
+        self.bounded("history", read).await?
     }
 
     /// Writes `state` with compare-and-set and returns the new revision. `None` creates the

@@ -1,8 +1,9 @@
 //! Client commands that operators and tools run against the gates: halt, resume,
-//! status, timeline, sign and verify.
+//! status, timeline, recover-state, sign and verify.
 
 mod connection;
 mod halt;
+mod recover;
 mod sign;
 mod status;
 mod timeline;
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use titan_gate_core::Keyring;
 
-use crate::cli::{ClientArgs, HaltArgs, ResumeArgs, SignArgs, StatusArgs, TimelineArgs, VerifyArgs};
+use crate::cli::{ClientArgs, HaltArgs, RecoverStateArgs, ResumeArgs, SignArgs, StatusArgs, TimelineArgs, VerifyArgs};
 use crate::config::{ENV_KEYRING, Environment};
 use crate::keys;
 
@@ -38,6 +39,11 @@ pub async fn status(args: &StatusArgs, env: &Environment) -> anyhow::Result<Exit
 /// Prints the incident timeline read from the audit stream.
 pub async fn timeline(args: &TimelineArgs, env: &Environment) -> anyhow::Result<ExitCode> {
     timeline::timeline(args, env).await
+}
+
+/// Replaces a corrupt or deleted stored halt state with a global `HARD_HALT`.
+pub async fn recover_state(args: &RecoverStateArgs, env: &Environment) -> anyhow::Result<ExitCode> {
+    recover::recover_state(args, env).await
 }
 
 /// Signs stdin and returns what to print.
