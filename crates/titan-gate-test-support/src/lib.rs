@@ -9,6 +9,7 @@
 
 mod binary;
 mod builder;
+mod cluster;
 mod error;
 mod gate;
 mod http;
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 pub use binary::{ENV_NATS_SERVER_BIN, find_nats_server, venv_binary};
 pub use builder::{HealthCheck, NatsServerBuilder};
+pub use cluster::start_cluster;
 pub use error::{NatsServerError, ReadinessStage, WaitTimeoutError};
 pub use gate::{GateProcess, GateProcessBuilder, GateProcessError};
 pub use http::{HttpResponse, http_get};

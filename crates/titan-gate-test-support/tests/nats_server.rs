@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_nats::jetstream::{self, stream};
 use titan_gate_test_support::{
-    ENV_KEEP_DIRS, HealthCheck, NatsServer, NatsServerError, ReadinessStage, free_port, wait_until,
+    ENV_KEEP_DIRS, NatsServer, NatsServerError, ReadinessStage, http_get, start_cluster, wait_until,
 };
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -188,7 +188,7 @@ fn config_file_and_args_are_applied() -> anyhow::Result<()> {
 
     let server = NatsServer::builder().config_file(&config_path).arg("--server_name").arg("from_args").start()?;
 
-    let varz = http_get_body(server.monitor_port(), "/varz")?;
+    let varz = http_get(server.monitor_port(), "/varz").context("/varz did not answer")?.body;
     assert!(varz.contains(r#""server_name": "from_args""#), "{varz}");
     assert!(varz.contains(r#""max_payload": 4096"#), "{varz}");
     Ok(())
@@ -205,52 +205,16 @@ fn without_jetstream_starts_and_has_no_store() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn cluster_nodes_start_one_at_a_time() -> anyhow::Result<()> {
-    let cluster_ports = [free_port(), free_port(), free_port()];
-    let routes = cluster_ports.iter().map(|port| format!("nats://127.0.0.1:{port}")).collect::<Vec<_>>().join(",");
-
-    let mut nodes = Vec::new();
-    for (index, cluster_port) in cluster_ports.iter().enumerate() {
-        let node = NatsServer::builder()
-            .health_check(HealthCheck::JetStreamEnabled)
-            .args(["--server_name", &format!("node-{index}")])
-            .args(["--cluster_name", "titan-test"])
-            .args(["--cluster", &format!("nats://127.0.0.1:{cluster_port}")])
-            .args(["--routes", &routes])
-            .start()?;
-        nodes.push(node);
-    }
+    let nodes = start_cluster(3, "titan-test")?;
 
     for node in &nodes {
         let monitor_port = node.monitor_port();
         let condition = format!("full /healthz of the node on port {}", node.port());
         wait_until(Duration::from_secs(20), &condition, || async move {
-            http_get_status(monitor_port, "/healthz").is_ok_and(|status| status == 200)
+            http_get(monitor_port, "/healthz").is_some_and(|response| response.status == 200)
         })
         .await
         .with_context(|| format!("log tail:\n{}", node.stderr_tail()))?;
     }
     Ok(())
-}
-
-fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
-    use std::io::{Read, Write};
-
-    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    Ok(response)
-}
-
-fn http_get_status(port: u16, path: &str) -> anyhow::Result<u16> {
-    let response = http_get(port, path)?;
-    let status = response.split_whitespace().nth(1).context("empty HTTP response")?.parse()?;
-    Ok(status)
-}
-
-fn http_get_body(port: u16, path: &str) -> anyhow::Result<String> {
-    let response = http_get(port, path)?;
-    let (_, body) = response.split_once("\r\n\r\n").context("HTTP response without body")?;
-    Ok(body.to_owned())
 }

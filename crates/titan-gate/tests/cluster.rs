@@ -13,24 +13,12 @@ use async_nats::jetstream::stream::{Config, RetentionPolicy};
 use common::*;
 use futures::StreamExt;
 use serde_json::Value;
-use titan_gate_test_support::{GateProcess, HealthCheck, NatsServer, NatsServerError, free_port, http_get, wait_until};
+use titan_gate_test_support::{GateProcess, NatsServer, http_get, wait_until};
 
 /// Time for the cluster to form and elect its JetStream leaders.
 const CLUSTER_WAIT: Duration = Duration::from_secs(20);
 /// Orders sent before the kill, and at least as many after it.
 const ORDERS_PER_PHASE: usize = 40;
-
-const KEYRING: &str = r#"
-[[key]]
-id = "ops-test"
-secret = "ops-test-secret"
-roles = ["halt", "resume"]
-
-[[key]]
-id = "strategy-a"
-secret = "strategy-a-secret"
-roles = ["order"]
-"#;
 
 /// Starts three clustered nodes one at a time and waits until each reports full health.
 ///
@@ -39,7 +27,7 @@ roles = ["order"]
 async fn start_cluster() -> Vec<NatsServer> {
     let mut attempt = 1;
     let nodes = loop {
-        match try_start_cluster() {
+        match titan_gate_test_support::start_cluster(3, "titan-gate-cluster") {
             Ok(nodes) => break nodes,
             Err(error) if attempt < 3 && error.to_string().contains("address already in use") => {
                 eprintln!("cluster start attempt {attempt} lost a port race, retrying on new ports: {error}");
@@ -57,23 +45,6 @@ async fn start_cluster() -> Vec<NatsServer> {
         .unwrap_or_else(|error| panic!("{error}\n{}", node.stderr_tail()));
     }
     nodes
-}
-
-fn try_start_cluster() -> Result<Vec<NatsServer>, NatsServerError> {
-    let cluster_ports = [free_port(), free_port(), free_port()];
-    let routes = cluster_ports.iter().map(|port| format!("nats://127.0.0.1:{port}")).collect::<Vec<_>>().join(",");
-    let mut nodes = Vec::new();
-    for (index, cluster_port) in cluster_ports.iter().enumerate() {
-        let node = NatsServer::builder()
-            .health_check(HealthCheck::JetStreamEnabled)
-            .args(["--server_name", &format!("node-{index}")])
-            .args(["--cluster_name", "titan-gate-cluster"])
-            .args(["--cluster", &format!("nats://127.0.0.1:{cluster_port}")])
-            .args(["--routes", &routes])
-            .start()?;
-        nodes.push(node);
-    }
-    Ok(nodes)
 }
 
 /// Returns whether `node`'s `/routez` lists a route to the node named `node-0`.

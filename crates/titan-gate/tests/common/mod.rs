@@ -26,7 +26,8 @@ pub const HALT: &str = "titan.cmd.sys.halt.v1";
 pub const TAIL: &str = "binance.main.BTC_USDT";
 pub const WAIT: Duration = Duration::from_secs(10);
 
-const KEYRING: &str = r#"
+/// Keys of every test gate: an operator key and an order key for strategy-a.
+pub const KEYRING: &str = r#"
 [[key]]
 id = "ops-test"
 secret = "ops-test-secret"
