@@ -88,14 +88,7 @@ fn sign_envelope(input: &[u8], key: &Key, ts: i64, nonce: &str) -> anyhow::Resul
             "the envelope already has a `{field}` field; remove ts, nonce, sig and key_id before signing, since a second `{field}` would make the order malformed"
         );
     }
-    let payload = envelope
-        .get("payload")
-        .ok_or_else(|| anyhow::anyhow!("the envelope has no `payload`; the v1 signature covers the payload object"))?;
-    anyhow::ensure!(
-        payload.as_object().is_some(),
-        "the envelope's `payload` is a JSON {}, not an object",
-        payload.kind_name()
-    );
+    let payload = payload_object(&envelope)?;
     if let Err(problem) = Envelope::read(&envelope) {
         eprintln!("warning: the gates will reject this envelope as malformed: {problem}");
     }
@@ -142,11 +135,8 @@ fn sign_body(body: &[u8], subject: Option<&str>, key: &Key, ts: i64, nonce: &str
     Ok(headers.to_string())
 }
 
-/// Verifies the v1 signature of an envelope. On failure the output ends with the exact
-/// string the signature should cover, so a producer can compare it with its own.
-pub(super) fn verify(args: &VerifyArgs, env: &Environment, input: &[u8]) -> anyhow::Result<(bool, String)> {
-    let envelope = json::parse(input).map_err(|error| anyhow::anyhow!("stdin is not valid JSON: {error}"))?;
-    anyhow::ensure!(envelope.as_object().is_some(), "stdin is a JSON {}, not an envelope object", envelope.kind_name());
+/// Returns the envelope's `payload`, which must be an object because the v1 signature covers it.
+fn payload_object<'v>(envelope: &'v Value<'_>) -> anyhow::Result<&'v Value<'v>> {
     let payload = envelope
         .get("payload")
         .ok_or_else(|| anyhow::anyhow!("the envelope has no `payload`; the v1 signature covers the payload object"))?;
@@ -155,6 +145,15 @@ pub(super) fn verify(args: &VerifyArgs, env: &Environment, input: &[u8]) -> anyh
         "the envelope's `payload` is a JSON {}, not an object",
         payload.kind_name()
     );
+    Ok(payload)
+}
+
+/// Verifies the v1 signature of an envelope. On failure the output ends with the exact
+/// string the signature should cover, so a producer can compare it with its own.
+pub(super) fn verify(args: &VerifyArgs, env: &Environment, input: &[u8]) -> anyhow::Result<(bool, String)> {
+    let envelope = json::parse(input).map_err(|error| anyhow::anyhow!("stdin is not valid JSON: {error}"))?;
+    anyhow::ensure!(envelope.as_object().is_some(), "stdin is a JSON {}, not an envelope object", envelope.kind_name());
+    let payload = payload_object(&envelope)?;
     let canonical_payload = json::to_canonical_string(payload);
 
     let fields = match SignedFields::read(&envelope) {
