@@ -17,7 +17,7 @@ pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 /// Default clock window, in milliseconds either side of the gate's clock.
 pub const DEFAULT_CLOCK_WINDOW_MS: i64 = 30_000;
 
-/// Which signature schemes an order must carry.
+/// The signature schemes an order must carry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SignaturePolicy {
     /// A valid v1 or v2 signature (the default).
@@ -36,7 +36,7 @@ pub struct Policy {
     pub max_payload_bytes: usize,
     /// Accepted difference between a signed timestamp and the gate's clock, in milliseconds.
     pub clock_window_ms: i64,
-    /// Which signatures are required.
+    /// The required signatures.
     pub signatures: SignaturePolicy,
 }
 
@@ -78,7 +78,7 @@ pub struct Order<'a> {
     pub headers: OrderHeaders<'a>,
 }
 
-/// What the decision needs besides the order.
+/// Inputs of the decision besides the order.
 #[derive(Clone, Copy, Debug)]
 pub struct Context<'c> {
     /// The halt state, loaded once for this order.
@@ -100,7 +100,7 @@ pub enum Decision {
     Reject(Rejection),
 }
 
-/// What the forwarder needs to know about an admitted order.
+/// An admitted order's facts that the forwarder needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Admission {
     /// The id JetStream deduplicates on (`Nats-Msg-Id`).
@@ -115,7 +115,7 @@ pub struct Admission {
     pub reducing: bool,
 }
 
-/// Why an order was rejected.
+/// The reason and detail of a rejected order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rejection {
     /// The reason code.

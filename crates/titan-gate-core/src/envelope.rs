@@ -5,10 +5,10 @@ use std::fmt;
 
 use crate::json::Value;
 
-/// Largest integer a double holds exactly; timestamps and versions beyond it are not integers to JS.
+/// Largest integer a double represents exactly. Timestamps and versions beyond it are not integers to JavaScript.
 const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
 
-/// The intent types the execution service knows.
+/// The intent types the execution service accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum IntentType {
     /// Opens or adds to a long position.
@@ -47,7 +47,7 @@ impl IntentType {
 pub struct FieldError {
     /// The field's path, such as `payload.size`.
     pub field: &'static str,
-    /// What is wrong with it.
+    /// The problem with the field.
     pub problem: Cow<'static, str>,
 }
 
@@ -85,9 +85,9 @@ pub struct Envelope<'v, 'a> {
 pub struct Intent<'v> {
     /// Non-empty signal id.
     pub signal_id: &'v str,
-    /// What the intent does.
+    /// The intent's type.
     pub intent_type: IntentType,
-    /// The strategy that produced it, when the payload says.
+    /// The strategy that produced it, when the payload names one.
     pub source: Option<&'v str>,
 }
 
@@ -283,7 +283,7 @@ fn optional_integer(member: Option<&Value<'_>>, field: &'static str) -> Result<O
     }
 }
 
-/// Converts a double that holds an exact integer within JS's safe range.
+/// Converts a double that is an exact integer within JavaScript's safe range.
 #[allow(clippy::cast_possible_truncation, reason = "the value is integral and within ±2^53, so the cast is exact")]
 fn to_integer(number: f64) -> Option<i64> {
     (number.fract() == 0.0 && number.abs() <= MAX_SAFE_INTEGER).then_some(number as i64)

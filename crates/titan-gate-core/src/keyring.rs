@@ -12,7 +12,7 @@ pub type HmacSha256 = Hmac<Sha256>;
 /// The id the Titan v1 shared secret gets when the keyring does not name it.
 pub const DEFAULT_KEY_ID: &str = "default";
 
-/// What a key may sign.
+/// A kind of message a key may sign.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Role {
     /// Orders on the intake subjects.
@@ -45,7 +45,7 @@ impl Role {
 pub struct Key {
     /// The key's id, as signers name it.
     pub id: String,
-    /// What it may sign.
+    /// The kinds of message it may sign.
     pub roles: Vec<Role>,
     /// The strategy this key speaks for, if it is bound to one.
     pub strategy: Option<String>,
@@ -112,7 +112,7 @@ impl fmt::Debug for Key {
     }
 }
 
-/// Why a key may not sign a message.
+/// A reason a key may not sign a message.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
     /// No key with this id.
@@ -143,7 +143,7 @@ impl Keyring {
         Self { keys: keys.into_iter().map(|key| (key.id.clone(), key)).collect() }
     }
 
-    /// Returns the key with this id, if the keyring holds one.
+    /// Returns the key with this id, if the keyring contains one.
     pub fn get(&self, id: &str) -> Option<&Key> {
         self.keys.get(id)
     }
@@ -172,7 +172,7 @@ impl Keyring {
         self.keys.len()
     }
 
-    /// Returns true when the keyring holds no key.
+    /// Returns true when the keyring contains no key.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-/// Why an order was rejected. The codes are part of the external contract:
+/// The reason and detail of a rejected order. The codes are part of the external contract:
 /// senders, dashboards and alerts match on them, so they never change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reason {

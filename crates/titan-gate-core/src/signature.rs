@@ -12,7 +12,7 @@ pub const V2_PREFIX: &str = "v2=";
 /// as a signature of another scheme.
 pub const V2_DOMAIN: &[u8] = b"titan-gate-v2\n";
 
-/// Why a signature did not verify.
+/// A reason a signature did not verify.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
     /// The signature is not 64 hex characters (after `v2=` for v2).

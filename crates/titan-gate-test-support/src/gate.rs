@@ -35,7 +35,7 @@ pub struct GateProcess {
     binary: PathBuf,
 }
 
-/// Why a gate process could not be started or probed.
+/// An error starting or probing a gate process.
 #[derive(Debug, thiserror::Error)]
 pub enum GateProcessError {
     /// The process could not be spawned or its log file created.

@@ -65,7 +65,7 @@ struct LocalHalt {
     replaced: HaltEntry,
 }
 
-/// What `/readyz` checks.
+/// Readiness flags that `/readyz` checks.
 #[derive(Debug, Default)]
 pub struct Health {
     /// The order connection is up.
