@@ -70,6 +70,9 @@ pub async fn run(settings: Settings, keyring: titan_gate_core::Keyring, env: Env
 
     let limiter = Arc::new(RejectLogLimiter::new(settings.reject_logs_per_second));
     let order_path = OrderPath::new(Arc::clone(&gate), orders_client.clone(), jetstream, limiter);
+    if let Some(audit_queue) = gate.take_audit_queue() {
+        audit_queue.start_writer(control_client.clone(), settings.state_replicas);
+    }
     let control = ControlPlane::new(Arc::clone(&gate), control_client.clone());
     let control_task = tokio::spawn(control.run());
     // Until this task has read the stored state, the gate stays in HARD_HALT STATE_UNKNOWN
