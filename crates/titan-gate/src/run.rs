@@ -136,7 +136,7 @@ async fn connect(gate: &Arc<Gate>, connection: Connection) -> anyhow::Result<asy
         async move { on_event(&gate, connection, event) }
     });
     options
-        .connect(settings.nats.url.as_str())
+        .connect(settings.nats.servers.as_slice())
         .await
         .with_context(|| format!("cannot connect to NATS at {}", redact_url(&settings.nats.url)))
 }
@@ -328,10 +328,16 @@ fn report_task_end(name: &str, result: Result<anyhow::Result<()>, tokio::task::J
     }
 }
 
-/// Removes a password from a NATS URL before it is logged.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => format!("{}://***@{}", &url[..scheme_end], &url[at + 1..]),
-        _ => url.to_owned(),
-    }
+/// Removes the password from each URL of a comma-separated NATS URL list before it is logged.
+pub fn redact_url(urls: &str) -> String {
+    let redacted: Vec<String> = urls
+        .split(',')
+        .map(|url| match (url.find("://"), url.rfind('@')) {
+            (Some(scheme_end), Some(at)) if at > scheme_end => {
+                format!("{}://***@{}", &url[..scheme_end], &url[at + 1..])
+            }
+            _ => url.to_owned(),
+        })
+        .collect();
+    redacted.join(",")
 }
