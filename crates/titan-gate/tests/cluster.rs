@@ -287,6 +287,34 @@ fn check_flow_after_kill<'a>(
     unanswered
 }
 
+/// Checks `TITAN_CMD` after the test: an unanswered order is stored at most once, no
+/// rejected order is stored, and every stored order was admitted before the halt's epoch.
+async fn check_stored_orders(
+    jetstream: &async_nats::jetstream::Context,
+    outcomes: &[FlowOutcome],
+    unanswered: &[&FlowOutcome],
+    halt_epoch: u64,
+) {
+    let stored = stored_orders(jetstream).await;
+    for flow in unanswered {
+        let copies = stored.iter().filter(|order| order.signal_id == flow.signal_id).count();
+        eprintln!("unanswered order {} was stored {copies} times", flow.signal_id);
+        assert!(copies <= 1, "unanswered order {} stored {copies} times", flow.signal_id);
+    }
+    let rejected: Vec<&str> = outcomes
+        .iter()
+        .filter(|flow| flow.outcome.as_ref().is_ok_and(|verdict| verdict["verdict"] == "rejected"))
+        .map(|flow| flow.signal_id.as_str())
+        .collect();
+    let stored_although_rejected: Vec<&str> =
+        rejected.iter().copied().filter(|signal_id| stored.iter().any(|order| order.signal_id == *signal_id)).collect();
+    assert!(stored_although_rejected.is_empty(), "rejected orders found in TITAN_CMD: {stored_although_rejected:?}");
+    let stored_epochs: Vec<u64> = stored.iter().map(|order| order.epoch).collect();
+    assert!(stored_epochs.len() >= ORDERS_PER_PHASE, "only {} orders stored", stored_epochs.len());
+    let late = stored_epochs.iter().filter(|epoch| **epoch >= halt_epoch).count();
+    assert_eq!(late, 0, "orders stored at or after the halt's epoch {halt_epoch}");
+}
+
 #[tokio::test]
 async fn node_kill_keeps_decisions_and_halt() {
     let started = Instant::now();
@@ -408,23 +436,6 @@ async fn node_kill_keeps_decisions_and_halt() {
     assert!(checker.orders_after_first_halt() >= ORDERS_PER_PHASE);
     assert_eq!(checker.stale_admissions(), Vec::<String>::new());
 
-    let stored = stored_orders(&jetstream).await;
-    for flow in &unanswered {
-        let copies = stored.iter().filter(|order| order.signal_id == flow.signal_id).count();
-        eprintln!("unanswered order {} was stored {copies} times", flow.signal_id);
-        assert!(copies <= 1, "unanswered order {} stored {copies} times", flow.signal_id);
-    }
-    let rejected: Vec<&str> = outcomes
-        .iter()
-        .filter(|flow| flow.outcome.as_ref().is_ok_and(|verdict| verdict["verdict"] == "rejected"))
-        .map(|flow| flow.signal_id.as_str())
-        .collect();
-    let stored_although_rejected: Vec<&str> =
-        rejected.iter().copied().filter(|signal_id| stored.iter().any(|order| order.signal_id == *signal_id)).collect();
-    assert!(stored_although_rejected.is_empty(), "rejected orders found in TITAN_CMD: {stored_although_rejected:?}");
-    let stored_epochs: Vec<u64> = stored.iter().map(|order| order.epoch).collect();
-    assert!(stored_epochs.len() >= ORDERS_PER_PHASE, "only {} orders stored", stored_epochs.len());
-    let late = stored_epochs.iter().filter(|epoch| **epoch >= halt_epoch).count();
-    assert_eq!(late, 0, "orders stored at or after the halt's epoch {halt_epoch}");
+    check_stored_orders(&jetstream, &outcomes, &unanswered, halt_epoch).await;
     eprintln!("test took {:?}", started.elapsed());
 }
