@@ -157,7 +157,7 @@ pub struct Settings {
 pub struct NatsSettings {
     /// `nats_url` as given: one URL or a comma-separated list.
     pub url: String,
-    /// The servers of `url`, in order; the client connects to one and fails over to the others.
+    /// The servers of `url`, in order. The client connects to one at random and fails over to the others.
     pub servers: Vec<async_nats::ServerAddr>,
     pub user: Option<String>,
     pub password: Option<String>,

@@ -164,7 +164,7 @@ fn classify_error(
     ForwardOutcome::Unknown(detail)
 }
 
-/// Describes a publish that the server answered with "no responders" (status 503), which
+/// Describes a publish that the server rejected with "no responders" (status 503), which
 /// async-nats reports as `StreamNotFound`. Nothing stored the order either way. When the
 /// periodic lookup (every 5 s) found a stream for the forward subject, that stream had no
 /// leader to answer, as during a JetStream leader election, or was deleted since the lookup.

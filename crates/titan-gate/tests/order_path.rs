@@ -117,9 +117,9 @@ async fn no_stream_is_prompt_forward_failed() {
     assert!(detail.contains("no JetStream stream stores subject"), "{verdict}");
 }
 
-/// A stream the gate found, which then stops answering (here it is deleted, as a stand-in
+/// A stream the gate found, which then stops replying (here it is deleted, as a stand-in
 /// for a stream without a leader during an election): the detail names the stream and the
-/// missing answer instead of claiming that no stream exists.
+/// missing reply instead of claiming that no stream exists.
 #[tokio::test]
 async fn known_stream_without_responders_is_named() {
     let harness = Harness::start().await;

@@ -60,7 +60,7 @@ async fn store_running_state(harness: &Harness, epoch: u64) {
         .unwrap_or_else(|error| panic!("{error}\n{}", harness.gate.log()));
 }
 
-/// Waits until the running gate, which sees the unusable value through its watch, halts
+/// Waits until the running gate, which reads the unusable value through its watch, halts
 /// with `STATE_UNKNOWN` and answers 503 on `/readyz` naming the problem, and checks that it
 /// rejects an order. Then starts a replica, which cannot load the state at all and so
 /// reports the same.

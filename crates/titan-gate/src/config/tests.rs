@@ -164,5 +164,6 @@ fn nats_url_error_names_setting_and_entry() {
 
     let flags = FlagSettings { nats_url: Some("nats://a:1,,nats://b:2".to_owned()), ..FlagSettings::default() };
     let error = Settings::load(None, &Environment::new(), &flags).unwrap_err();
-    assert!(error.0[0].contains("entry 2") && error.0[0].contains("empty"), "{error}");
+    assert!(error.0[0].contains("entry 2"), "{error}");
+    assert!(error.0[0].contains("empty"), "{error}");
 }

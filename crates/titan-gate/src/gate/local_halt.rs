@@ -129,13 +129,13 @@ impl Gate {
 
     /// Audits the clearing of `cleared`, which `next` replaced.
     pub(super) fn audit_local_clear(&self, previous: &HaltState, next: &HaltState, cleared: &LocalHalt) {
-        let why = if cleared.is_control_plane_lost() {
+        let cause = if cleared.is_control_plane_lost() {
             "control connection restored and halt state read again"
         } else {
             "a valid halt state was read from the store"
         };
-        warn!(halt.epoch = next.epoch, mode = %next.global.mode, reason = %next.global.reason, "{} cleared: {why}", cleared.entry.reason);
-        self.audit_local(previous, next, LOCAL_CLEAR_COMMAND, format!("{} cleared: {why}", cleared.entry.reason));
+        warn!(halt.epoch = next.epoch, mode = %next.global.mode, reason = %next.global.reason, "{} cleared: {cause}", cleared.entry.reason);
+        self.audit_local(previous, next, LOCAL_CLEAR_COMMAND, format!("{} cleared: {cause}", cleared.entry.reason));
     }
 
     /// Logs and queues the audit record of a global transition this gate made on its own.

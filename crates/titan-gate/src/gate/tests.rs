@@ -277,7 +277,7 @@ fn control_plane_lost_and_clearing_are_audited() {
 }
 
 #[test]
-fn state_unknown_while_running_is_audited_and_clears_above() {
+fn state_unknown_is_audited_and_cleared() {
     let gate = gate();
     let mut queue = gate.take_audit_queue().unwrap();
     gate.replace_state(stored(3, Mode::Running));
