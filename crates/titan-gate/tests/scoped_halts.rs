@@ -1,7 +1,7 @@
 //! Scoped halts over a real broker with the real binary. Each scope kind stops only its
 //! own orders, and the strictest of the global and scoped modes wins. SOFT is
 //! reduce-only, and a scoped resume needs a valid signature. The `titan_gate_halted`
-//! gauge follows each scope, and a halt past the scope bound becomes a global HARD_HALT.
+//! gauge follows each scope, and a halt past the scope bound becomes a global `HARD_HALT`.
 
 mod common;
 
