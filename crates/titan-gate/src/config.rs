@@ -9,6 +9,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use titan_gate_core::{Mode, SignaturePolicy};
 
+use crate::secret::SecretString;
+
 pub use self::nats_url::parse_server_list;
 
 mod nats_url;
@@ -83,7 +85,7 @@ pub enum LogFormat {
 pub struct FileSettings {
     pub nats_url: Option<String>,
     pub nats_user: Option<String>,
-    pub nats_password: Option<String>,
+    pub nats_password: Option<SecretString>,
     pub nats_creds: Option<PathBuf>,
     pub http_addr: Option<String>,
     pub gate_id: Option<String>,
@@ -152,15 +154,15 @@ pub struct Settings {
     pub control_plane_lost_latch: bool,
 }
 
-/// How to reach NATS.
-#[derive(Clone, Debug)]
+/// How to reach NATS. Its `Debug` output hides the passwords (see [`crate::secret`]).
+#[derive(Clone)]
 pub struct NatsSettings {
     /// `nats_url` as given: one URL or a comma-separated list.
     pub url: String,
     /// The servers of `url`, in order. The client connects to one at random and fails over to the others.
     pub servers: Vec<async_nats::ServerAddr>,
     pub user: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<SecretString>,
     pub creds: Option<PathBuf>,
 }
 
@@ -339,7 +341,11 @@ impl Layers<'_> {
                 url: nats_url,
                 servers: nats_servers,
                 user: pick(None, self.env_text(ENV_NATS_USER), file.nats_user.clone()),
-                password: pick(None, self.env_text(ENV_NATS_PASSWORD), file.nats_password.clone()),
+                password: pick(
+                    None,
+                    self.env_text(ENV_NATS_PASSWORD).map(SecretString::from),
+                    file.nats_password.clone(),
+                ),
                 creds: pick(None, self.env_text(ENV_NATS_CREDS).map(PathBuf::from), file.nats_creds.clone()),
             },
             http_addr,

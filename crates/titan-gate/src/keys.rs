@@ -7,13 +7,31 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use titan_gate_core::keyring::DEFAULT_KEY_ID;
 use titan_gate_core::{Key, Keyring, Role};
+use zeroize::Zeroizing;
 
 use crate::config::{ENV_V1_SECRETS, Environment};
+
+pub use self::sources::KeySources;
+
+mod sources;
+pub mod watch;
+
+#[cfg(test)]
+mod tests;
 
 /// Every problem found while loading keys; each message names the key or variable.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid keys:\n  - {}", .0.join("\n  - "))]
 pub struct KeysError(pub Vec<String>);
+
+/// A keyring as loaded, with the files it came from.
+#[derive(Debug)]
+pub struct LoadedKeys {
+    /// The keys.
+    pub keyring: Keyring,
+    /// The files read to build it, for the reload watcher and the permission warnings.
+    pub sources: KeySources,
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,7 +40,7 @@ struct KeyringFile {
     key: Vec<KeyEntry>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct KeyEntry {
     id: String,
@@ -35,16 +53,36 @@ struct KeyEntry {
     not_after: Option<String>,
 }
 
+impl std::fmt::Debug for KeyEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyEntry")
+            .field("id", &self.id)
+            .field("secret", &self.secret.as_ref().map(|_| "[redacted]"))
+            .field("secret_file", &self.secret_file)
+            .field("roles", &self.roles)
+            .field("strategy", &self.strategy)
+            .field("not_before", &self.not_before)
+            .field("not_after", &self.not_after)
+            .finish()
+    }
+}
+
 /// Loads the keyring file, if any, and the v1 shared secret, if set. The v1 secret becomes
 /// key `default` with role `order` unless the keyring already defines `default`.
 pub fn load_keyring(path: Option<&Path>, env: &Environment) -> Result<Keyring, KeysError> {
+    load_keys(path, env, &mut KeySources::default())
+}
+
+/// Loads keys like [`load_keyring`] and records in `sources` every file read, even when
+/// the load fails, so a watcher can poll those files for the fix.
+pub fn load_keys(path: Option<&Path>, env: &Environment, sources: &mut KeySources) -> Result<Keyring, KeysError> {
     let mut errors = Vec::new();
     let mut keys = match path {
-        Some(path) => read_keyring_file(path, &mut errors),
+        Some(path) => read_keyring_file(path, sources, &mut errors),
         None => Vec::new(),
     };
     if !keys.iter().any(|key| key.id == DEFAULT_KEY_ID) {
-        match read_v1_secret(env) {
+        match read_v1_secret(env, sources) {
             Ok(Some(secret)) => keys.push(Key::new(DEFAULT_KEY_ID, secret.as_bytes(), vec![Role::Order])),
             Ok(None) => {}
             Err(error) => errors.push(error),
@@ -53,8 +91,8 @@ pub fn load_keyring(path: Option<&Path>, env: &Environment) -> Result<Keyring, K
     if errors.is_empty() { Ok(Keyring::new(keys)) } else { Err(KeysError(errors)) }
 }
 
-fn read_keyring_file(path: &Path, errors: &mut Vec<String>) -> Vec<Key> {
-    let text = match std::fs::read_to_string(path) {
+fn read_keyring_file(path: &Path, sources: &mut KeySources, errors: &mut Vec<String>) -> Vec<Key> {
+    let text = match sources.read(path) {
         Ok(text) => text,
         Err(error) => {
             errors.push(format!("keyring {}: cannot be read: {error}", path.display()));
@@ -64,7 +102,7 @@ fn read_keyring_file(path: &Path, errors: &mut Vec<String>) -> Vec<Key> {
     let file: KeyringFile = match toml::from_str(&text) {
         Ok(file) => file,
         Err(error) => {
-            errors.push(format!("keyring {}: {}", path.display(), error.to_string().trim_end()));
+            errors.push(format!("keyring {}: {}", path.display(), describe_toml_error(&text, &error)));
             return Vec::new();
         }
     };
@@ -76,7 +114,7 @@ fn read_keyring_file(path: &Path, errors: &mut Vec<String>) -> Vec<Key> {
             errors.push(format!("keyring {}: key {:?} is defined twice", path.display(), entry.id));
             continue;
         }
-        match build_key(entry, base) {
+        match build_key(entry, base, sources) {
             Ok(key) => keys.push(key),
             Err(problems) => {
                 errors.extend(problems.into_iter().map(|problem| format!("keyring {}: {problem}", path.display())));
@@ -86,17 +124,30 @@ fn read_keyring_file(path: &Path, errors: &mut Vec<String>) -> Vec<Key> {
     keys
 }
 
-fn build_key(entry: KeyEntry, base: &Path) -> Result<Key, Vec<String>> {
+/// Describes a TOML syntax or type error by its message and position only: the toml
+/// crate's own text quotes the offending line, which may be a secret.
+fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim_end();
+    let Some(span) = error.span() else {
+        return message.to_owned();
+    };
+    let before = &text.as_bytes()[..span.start.min(text.len())];
+    let line = before.split(|&byte| byte == b'\n').count();
+    let column = before.iter().rev().take_while(|&&byte| byte != b'\n').count() + 1;
+    format!("line {line}, column {column}: {message}")
+}
+
+fn build_key(entry: KeyEntry, base: &Path, sources: &mut KeySources) -> Result<Key, Vec<String>> {
     let id = entry.id;
     let mut problems = Vec::new();
     if id.is_empty() || id.len() > 128 {
         problems.push(format!("key {id:?}: id must be 1 to 128 characters"));
     }
-    let secret = match (entry.secret, entry.secret_file) {
+    let secret = match (entry.secret.map(Zeroizing::new), entry.secret_file) {
         (Some(secret), None) => Some(secret),
         (None, Some(file)) => {
             let file = if file.is_absolute() { file } else { base.join(file) };
-            read_secret_file(&file).map_err(|error| problems.push(format!("key {id:?}: {error}"))).ok()
+            read_secret_file(&file, sources).map_err(|error| problems.push(format!("key {id:?}: {error}"))).ok()
         }
         (Some(_), Some(_)) => {
             problems.push(format!("key {id:?}: set secret or secret_file, not both"));
@@ -107,7 +158,7 @@ fn build_key(entry: KeyEntry, base: &Path) -> Result<Key, Vec<String>> {
             None
         }
     };
-    if secret.as_deref().is_some_and(str::is_empty) {
+    if secret.as_ref().is_some_and(|secret| secret.is_empty()) {
         problems.push(format!("key {id:?}: secret is empty"));
     }
     let mut roles = Vec::new();
@@ -143,22 +194,22 @@ fn parse_time(id: &str, field: &str, text: Option<&str>, problems: &mut Vec<Stri
 }
 
 /// Reads a secret file, dropping one trailing newline as `echo secret > file` writes it.
-pub fn read_secret_file(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|error| format!("secret file {} cannot be read: {error}", path.display()))?;
+fn read_secret_file(path: &Path, sources: &mut KeySources) -> Result<Zeroizing<String>, String> {
+    let text = sources.read(path).map_err(|error| format!("secret file {} cannot be read: {error}", path.display()))?;
     let trimmed = text.strip_suffix('\n').map_or(text.as_str(), |rest| rest.strip_suffix('\r').unwrap_or(rest));
-    Ok(trimmed.to_owned())
+    Ok(Zeroizing::new(trimmed.to_owned()))
 }
 
 /// Reads the v1 shared secret: `TITAN_HMAC_SECRET`, else `HMAC_SECRET`, each also as a `*_FILE` path.
-pub fn read_v1_secret(env: &Environment) -> Result<Option<String>, String> {
+fn read_v1_secret(env: &Environment, sources: &mut KeySources) -> Result<Option<Zeroizing<String>>, String> {
     for name in ENV_V1_SECRETS {
         if let Some(secret) = env.get(name).filter(|value| !value.is_empty()) {
-            return Ok(Some(secret.clone()));
+            return Ok(Some(Zeroizing::new(secret.clone())));
         }
         let file_variable = format!("{name}_FILE");
         if let Some(path) = env.get(&file_variable).filter(|value| !value.is_empty()) {
-            let secret = read_secret_file(Path::new(path)).map_err(|error| format!("{file_variable}: {error}"))?;
+            let secret =
+                read_secret_file(Path::new(path), sources).map_err(|error| format!("{file_variable}: {error}"))?;
             if secret.is_empty() {
                 return Err(format!("{file_variable}: secret file {path} is empty"));
             }
@@ -171,79 +222,4 @@ pub fn read_v1_secret(env: &Environment) -> Result<Option<String>, String> {
 /// Returns the current time in epoch milliseconds.
 pub fn now_ms() -> i64 {
     i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-        let path = dir.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("titan-gate-keys-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
-    #[test]
-    fn keyring_file_with_secret_file_and_validity() {
-        let dir = temp_dir("valid");
-        write(&dir, "ops.secret", "ops-secret\n");
-        let keyring_text = r#"
-[[key]]
-id = "ops"
-secret_file = "ops.secret"
-roles = ["halt", "resume"]
-not_before = "2026-01-01T00:00:00Z"
-
-[[key]]
-id = "strategy-a"
-secret = "a"
-roles = ["order"]
-strategy = "scavenger"
-"#;
-        let path = write(&dir, "keyring.toml", keyring_text);
-        let keyring = load_keyring(Some(&path), &Environment::new()).unwrap();
-        assert_eq!(keyring.ids(), vec!["ops", "strategy-a"]);
-        let ops = keyring.get("ops").unwrap();
-        assert!(ops.has_role(Role::Resume));
-        assert_eq!(ops.not_before_ms, Some(1_767_225_600_000));
-        assert_eq!(keyring.get("strategy-a").unwrap().strategy.as_deref(), Some("scavenger"));
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn v1_secret_becomes_default_order_key() {
-        let env: Environment = [("HMAC_SECRET".to_owned(), "s".to_owned())].into();
-        let keyring = load_keyring(None, &env).unwrap();
-        assert!(keyring.get(DEFAULT_KEY_ID).unwrap().has_role(Role::Order));
-    }
-
-    #[test]
-    fn every_bad_key_is_reported() {
-        let dir = temp_dir("invalid");
-        let keyring_text = r#"
-[[key]]
-id = "a"
-roles = ["order"]
-
-[[key]]
-id = "b"
-secret = "x"
-roles = ["trade"]
-not_after = "tomorrow"
-"#;
-        let path = write(&dir, "keyring.toml", keyring_text);
-        let error = load_keyring(Some(&path), &Environment::new()).unwrap_err();
-        assert_eq!(error.0.len(), 3, "{error}");
-        let text = error.to_string();
-        assert!(text.contains("secret or secret_file is missing"), "{text}");
-        assert!(text.contains("\"trade\""), "{text}");
-        assert!(text.contains("not_after"), "{text}");
-        std::fs::remove_dir_all(dir).unwrap();
-    }
 }

@@ -15,5 +15,6 @@ pub mod logging;
 pub mod metrics;
 pub mod orders;
 pub mod run;
+pub mod secret;
 pub mod state_sync;
 pub mod store;

@@ -36,12 +36,14 @@ fn run_gate(args: &RunArgs, env: config::Environment) -> ExitCode {
         Ok(settings) => settings,
         Err(error) => return bad_config(&error),
     };
-    let keyring = match keys::load_keyring(settings.keyring_path.as_deref(), &env) {
+    let mut sources = keys::KeySources::default();
+    let keyring = match keys::load_keys(settings.keyring_path.as_deref(), &env, &mut sources) {
         Ok(keyring) => keyring,
         Err(error) => return bad_config(&error),
     };
     logging::init(settings.log_format);
-    block_on(async move { run::run(settings, keyring, env).await.map(|()| ExitCode::SUCCESS) })
+    let keys = keys::LoadedKeys { keyring, sources };
+    block_on(async move { run::run(settings, keys, env).await.map(|()| ExitCode::SUCCESS) })
 }
 
 fn bad_config(error: &dyn std::fmt::Display) -> ExitCode {

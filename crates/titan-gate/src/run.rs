@@ -14,11 +14,10 @@ use crate::config::{DEFAULT_SUBSCRIPTION_CAPACITY, Environment, Settings};
 use crate::control::ControlPlane;
 use crate::gate::Gate;
 use crate::http::{AdminState, router};
-use crate::keys::load_keyring;
+use crate::keys::LoadedKeys;
 use crate::logging::RejectLogLimiter;
 use crate::metrics::{
-    self as gate_metrics, IN_FLIGHT, INTAKE_DROPPED_TOTAL, KEYRING_RELOADS_TOTAL, NATS_CONNECTED, NATS_ERRORS_TOTAL,
-    REPLAY_NONCES,
+    self as gate_metrics, IN_FLIGHT, INTAKE_DROPPED_TOTAL, NATS_CONNECTED, NATS_ERRORS_TOTAL, REPLAY_NONCES,
 };
 use crate::orders::OrderPath;
 use crate::state_sync::StateSync;
@@ -40,9 +39,9 @@ impl Connection {
 }
 
 /// Runs the gate until a termination signal.
-pub async fn run(settings: Settings, keyring: titan_gate_core::Keyring, env: Environment) -> anyhow::Result<()> {
+pub async fn run(settings: Settings, keys: LoadedKeys, env: Environment) -> anyhow::Result<()> {
     let prometheus = gate_metrics::install()?;
-    let gate = Arc::new(Gate::new(settings, keyring));
+    let gate = Arc::new(Gate::new(settings, keys.keyring));
     gate_metrics::register_initial_series(&gate.state());
     gauge!(gate_metrics::REPLAY_CAPACITY).set(gate_metrics::u64_to_f64(gate.settings.replay_capacity as u64));
     let settings = &gate.settings;
@@ -81,7 +80,7 @@ pub async fn run(settings: Settings, keyring: titan_gate_core::Keyring, env: Env
     let (shutdown_sender, shutdown) = tokio::sync::watch::channel(false);
     let mut intake_task = tokio::spawn(order_path.clone().run(shutdown));
     spawn_periodic_checks(order_path.clone());
-    spawn_keyring_reload(Arc::clone(&gate), env);
+    crate::keys::watch::spawn(Arc::clone(&gate), env, keys.sources);
     spawn_control_plane_lost_timer(Arc::clone(&gate));
 
     tokio::select! {
@@ -122,7 +121,7 @@ async fn connect(gate: &Arc<Gate>, connection: Connection) -> anyhow::Result<asy
         .connection_timeout(Duration::from_secs(2))
         .reconnect_delay_callback(|attempts| Duration::from_millis((100 * attempts as u64).min(2_000)));
     if let (Some(user), Some(password)) = (&settings.nats.user, &settings.nats.password) {
-        options = options.user_and_password(user.clone(), password.clone());
+        options = options.user_and_password(user.clone(), password.expose().to_owned());
     }
     if let Some(creds) = &settings.nats.creds {
         options = options
@@ -269,7 +268,7 @@ async fn check_forward_stream(order_path: &OrderPath) {
 
 /// Warns when no key could sign an order or a resume: such a gate rejects every order,
 /// or cannot be resumed once halted.
-fn warn_about_missing_roles(keyring: &titan_gate_core::Keyring) {
+pub(crate) fn warn_about_missing_roles(keyring: &titan_gate_core::Keyring) {
     let now = crate::keys::now_ms();
     if keyring.first_with_role(titan_gate_core::Role::Order, now).is_none() {
         warn!(
@@ -279,30 +278,6 @@ fn warn_about_missing_roles(keyring: &titan_gate_core::Keyring) {
     if keyring.first_with_role(titan_gate_core::Role::Resume, now).is_none() {
         warn!("No key with role resume: once halted, this gate cannot be resumed; add a resume key to the keyring");
     }
-}
-
-/// Reloads the keyring on SIGHUP; a keyring that fails to load leaves the old one in force.
-fn spawn_keyring_reload(gate: Arc<Gate>, env: Environment) {
-    tokio::spawn(async move {
-        let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-            warn!("Cannot listen for SIGHUP; keyring reload is unavailable");
-            return;
-        };
-        while hangups.recv().await.is_some() {
-            match load_keyring(gate.settings.keyring_path.as_deref(), &env) {
-                Ok(keyring) => {
-                    counter!(KEYRING_RELOADS_TOTAL, "outcome" => "loaded").increment(1);
-                    info!(keys = keyring.len(), key_ids = ?keyring.ids(), "Keyring reloaded");
-                    warn_about_missing_roles(&keyring);
-                    gate.replace_keyring(keyring);
-                }
-                Err(error) => {
-                    counter!(KEYRING_RELOADS_TOTAL, "outcome" => "failed").increment(1);
-                    error!(error = %error, "Keyring reload failed; the previous keys stay in force");
-                }
-            }
-        }
-    });
 }
 
 async fn shutdown_signal() {
