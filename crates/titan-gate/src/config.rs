@@ -9,6 +9,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use titan_gate_core::{Mode, SignaturePolicy};
 
+pub use self::nats_url::parse_server_list;
+
+mod nats_url;
+
 /// Exit code for bad configuration (`EX_CONFIG` would be 78; the contract fixes 64, `EX_USAGE`).
 pub const EXIT_BAD_CONFIG: i32 = 64;
 
@@ -151,7 +155,10 @@ pub struct Settings {
 /// How to reach NATS.
 #[derive(Clone, Debug)]
 pub struct NatsSettings {
+    /// `nats_url` as given: one URL or a comma-separated list.
     pub url: String,
+    /// The servers of `url`, in order. The client connects to one at random and fails over to the others.
+    pub servers: Vec<async_nats::ServerAddr>,
     pub user: Option<String>,
     pub password: Option<String>,
     pub creds: Option<PathBuf>,
@@ -206,12 +213,10 @@ impl Layers<'_> {
         let file = self.file;
         let nats_url = pick(flags.nats_url.clone(), self.env_text(ENV_NATS_URL), file.nats_url.clone())
             .unwrap_or_else(|| DEFAULT_NATS_URL.to_owned());
-        if !["nats://", "tls://", "ws://", "wss://"].iter().any(|scheme| nats_url.starts_with(scheme))
-            && nats_url.contains("://")
-        {
-            self.errors
-                .push(format!("nats_url ({ENV_NATS_URL}): {nats_url:?} has an unknown scheme; use nats:// or tls://"));
-        }
+        let nats_servers = parse_server_list(&nats_url).unwrap_or_else(|error| {
+            self.errors.push(format!("nats_url ({ENV_NATS_URL}): {error}"));
+            Vec::new()
+        });
         let http_text = pick(flags.http_addr.clone(), self.env_text(ENV_HTTP_ADDR), file.http_addr.clone())
             .unwrap_or_else(|| DEFAULT_HTTP_ADDR.to_owned());
         let http_addr = http_text.parse().unwrap_or_else(|_| {
@@ -332,6 +337,7 @@ impl Layers<'_> {
         Settings {
             nats: NatsSettings {
                 url: nats_url,
+                servers: nats_servers,
                 user: pick(None, self.env_text(ENV_NATS_USER), file.nats_user.clone()),
                 password: pick(None, self.env_text(ENV_NATS_PASSWORD), file.nats_password.clone()),
                 creds: pick(None, self.env_text(ENV_NATS_CREDS).map(PathBuf::from), file.nats_creds.clone()),

@@ -10,7 +10,7 @@ use titan_gate_core::command::{self, AuthError, Command, CommandDecision, HALT_S
 use titan_gate_core::{HaltState, OrderHeaders, ReplayMemory, Role, Transition};
 use tracing::{info, warn};
 
-use crate::audit::{AuditLog, AuditRecord};
+use crate::audit::{AuditRecord, log_transition};
 use crate::gate::Gate;
 use crate::keys::now_ms;
 use crate::metrics as gate_metrics;
@@ -29,7 +29,6 @@ pub struct ControlPlane {
     gate: Arc<Gate>,
     client: async_nats::Client,
     replay: ReplayMemory,
-    audit: AuditLog,
 }
 
 /// The outcome of one command, as reported.
@@ -41,11 +40,9 @@ struct Outcome {
 }
 
 impl ControlPlane {
-    /// Creates the control plane on its own connection and starts its audit writer there.
-    /// Must be called inside a Tokio runtime.
+    /// Creates the control plane on its own connection.
     pub fn new(gate: Arc<Gate>, client: async_nats::Client) -> Self {
-        let audit = AuditLog::start(client.clone(), gate.settings.state_replicas);
-        Self { gate, client, replay: ReplayMemory::new(COMMAND_REPLAY_CAPACITY), audit }
+        Self { gate, client, replay: ReplayMemory::new(COMMAND_REPLAY_CAPACITY) }
     }
 
     /// Subscribes to the halt subjects and the status subject (no queue group: every
@@ -113,7 +110,7 @@ impl ControlPlane {
                             ..transition_record(&previous, &next, &command, change.key_id.as_deref(), &self.gate)
                         };
                         log_transition(&record);
-                        self.audit.append(record);
+                        self.gate.audit.append(record);
                         Outcome { label: "applied", reason: command.reason.clone(), state: next }
                     }
                     Transition::Unchanged => Outcome {
@@ -213,21 +210,6 @@ fn transition_record(
         rejected_under_previous: 0,
         local_only: false,
     }
-}
-
-fn log_transition(record: &AuditRecord) {
-    warn!(
-        halt.scope = %record.scope,
-        halt.from = %record.from,
-        halt.to = %record.to,
-        halt.reason = %record.reason,
-        halt.operator = record.operator.as_deref().unwrap_or(""),
-        halt.key_id = record.key_id.as_deref().unwrap_or(""),
-        halt.epoch = record.epoch,
-        halt.rejected_under_previous = record.rejected_under_previous,
-        gate_id = %record.gate_id,
-        "Halt state changed"
-    );
 }
 
 fn scope_label(command: &Command) -> String {

@@ -87,8 +87,10 @@ impl OrderPath {
         self.gate.health.intake_subscribed.store(true, std::sync::atomic::Ordering::Release);
         info!(subject = %subject, queue_group = %settings.queue_group, "Intake subscribed");
 
-        // TODO(#3): share spent nonces between replicas and across restarts; until then the
-        // same signed order sent with two message ids can be admitted once per replica.
+        // TODO(#6): the spent nonces live only in this process's memory. Missing: a replay
+        // memory shared by all replicas and kept across restarts (for example in JetStream).
+        // Until then the same signed order sent with two message ids can be admitted once per
+        // replica, and once more by a restarted gate while its timestamp is inside the clock window.
         let mut replay = ReplayMemory::new(settings.replay_capacity);
         let mut scratch = String::with_capacity(1024);
         let mut draining = false;
@@ -204,7 +206,7 @@ impl OrderPath {
         ack: async_nats::jetstream::context::PublishAckFuture,
         permit: OwnedSemaphorePermit,
     ) {
-        let outcome = forward::await_ack(ack, &pending).await;
+        let outcome = forward::await_ack(&self.gate, ack, &pending).await;
         drop(permit);
         match outcome {
             ForwardOutcome::Stored { sequence } => self.report_admission(&received, &pending, sequence).await,

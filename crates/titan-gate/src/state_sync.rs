@@ -110,7 +110,7 @@ impl StateSync {
                 Err(error @ (StoreError::Corrupt { .. } | StoreError::Removed { .. })) => {
                     let state = self.gate.halt_state_unknown();
                     error!(error = %error, halt.epoch = state.epoch, "Stored halt state cannot be used; staying in HARD_HALT STATE_UNKNOWN and retrying");
-                    self.set_problem(Some(format!("stored halt state cannot be used: {error}")));
+                    self.set_unusable(&error);
                 }
                 Err(error) => warn!(error = %error, "Reading the stored halt state failed; retrying"),
             }
@@ -177,16 +177,20 @@ impl StateSync {
         }
     }
 
-    /// Handles one item of the watch: adopts a state another writer stored, and halts
-    /// when the stored value becomes unusable.
+    /// Handles one item of the watch: adopts a state another writer stored, and halts with
+    /// `STATE_UNKNOWN`, unready, while the stored value is unusable.
     fn on_update(&mut self, update: Result<Stored, StoreError>) {
         match update {
-            Ok(stored) if stored.revision > self.revision.unwrap_or(0) => self.adopt(stored),
+            Ok(stored) if stored.revision > self.revision.unwrap_or(0) => {
+                self.adopt(stored);
+                self.set_problem(None);
+            }
             // This gate's own write, or the value it read last.
             Ok(_) => {}
             Err(error @ (StoreError::Corrupt { .. } | StoreError::Removed { .. })) => {
                 let state = self.gate.halt_state_unknown();
-                error!(error = %error, halt.epoch = state.epoch, "Stored halt state became unusable; halted with STATE_UNKNOWN");
+                error!(error = %error, halt.epoch = state.epoch, "Stored halt state became unusable; halted with STATE_UNKNOWN until a valid state is stored");
+                self.set_unusable(&error);
             }
             Err(error) => warn!(error = %error, "The state store watch reported an error"),
         }
@@ -198,7 +202,8 @@ impl StateSync {
         match store.write(&snapshot, self.revision, &self.gate.settings.gate_id).await {
             Ok(revision) => {
                 self.set_revision(revision);
-                self.gate.mark_persisted(count);
+                self.gate.mark_persisted(count, &snapshot);
+                self.set_problem(None);
                 self.backoff.reset();
                 info!(revision, halt.epoch = snapshot.epoch, "Halt state stored");
             }
@@ -219,7 +224,7 @@ impl StateSync {
         match store.load().await {
             Ok(Some(stored)) if stored.state == *attempted => {
                 self.set_revision(stored.revision);
-                self.gate.mark_persisted(count);
+                self.gate.mark_persisted(count, attempted);
             }
             Ok(Some(stored)) => {
                 let state = self.gate.replace_state(stored.state);
@@ -231,6 +236,7 @@ impl StateSync {
                 // The next write replaces the unusable value with the halted state.
                 let state = self.gate.halt_state_unknown();
                 error!(error = %error, halt.epoch = state.epoch, "Stored halt state cannot be used; halted with STATE_UNKNOWN and overwriting it");
+                self.set_unusable(&error);
                 self.revision = Some(revision);
             }
             Err(error) => {
@@ -243,6 +249,11 @@ impl StateSync {
     fn set_revision(&mut self, revision: u64) {
         self.revision = Some(revision);
         self.gate.state_revision.store(revision, Ordering::Release);
+    }
+
+    /// Makes `/readyz` name `error` until a valid state is read or written.
+    fn set_unusable(&self, error: &StoreError) {
+        self.set_problem(Some(format!("stored halt state cannot be used: {error}")));
     }
 
     fn set_problem(&self, problem: Option<String>) {

@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
+use common::stale::StaleChecker;
 use common::*;
 use futures::StreamExt;
 use serde_json::Value;
@@ -38,14 +39,20 @@ async fn every_halt_payload_shape_halts() {
         b"",
         br#"{"state":"PAUSE"}"#,
     ];
-    for shape in shapes {
+    let mut checker = StaleChecker::new();
+    for (index, shape) in shapes.into_iter().enumerate() {
         let event = harness.command(HALT, shape, HeaderMap::new()).await;
         assert_eq!(event["outcome"], "applied", "{}: {event}", String::from_utf8_lossy(shape));
         assert_eq!(event["mode"], "HARD_HALT");
+        checker.record_command_event(&event);
         assert_eq!(harness.status()["mode"], "HARD_HALT");
-        assert_eq!(rejection_reason(&harness.signed_order("sig-shape").await), "system_halted");
+        let verdict = harness.checked_order(&mut checker, &format!("sig-shape-{index}")).await;
+        assert_eq!(rejection_reason(&verdict), "system_halted");
         assert_eq!(harness.resume().await["outcome"], "applied");
+        let verdict = harness.checked_order(&mut checker, &format!("sig-resumed-{index}")).await;
+        assert_eq!(verdict["verdict"], "admitted", "{verdict}");
     }
+    assert_eq!(checker.stale_admissions(), Vec::<String>::new());
     assert!(harness.gate.log().contains("UNRECOGNIZED_COMMAND"), "unrecognized bytes are logged");
 }
 
@@ -211,6 +218,8 @@ async fn halt_during_flood_takes_effect_while_flood_runs() {
     let event = harness.command(HALT, br#"{"reason":"halt under flood"}"#, HeaderMap::new()).await;
     assert!(!flood.is_finished(), "the flood must still run when the halt lands");
     let halt_epoch = event["epoch"].as_u64().unwrap();
+    let mut checker = StaleChecker::new();
+    checker.record_command_event(&event);
     wait_until(WAIT, "system_halted rejections during the flood", || async {
         harness.metrics().contains(r#"reason="system_halted"} "#)
             && !harness.metrics().contains(r#"reason="system_halted"} 0"#)
@@ -220,6 +229,11 @@ async fn halt_during_flood_takes_effect_while_flood_runs() {
     flooding.store(false, std::sync::atomic::Ordering::Relaxed);
     let sent = flood.await.unwrap();
     assert!(sent > 0);
+    // Requests wait behind the flood's backlog in the intake, so they are sent after it.
+    for index in 0..5 {
+        let verdict = harness.checked_order(&mut checker, &format!("sig-after-flood-{index}")).await;
+        assert_eq!(rejection_reason(&verdict), "system_halted");
+    }
 
     let stored = harness.stored_orders().await;
     let late: Vec<u64> = stored
@@ -231,6 +245,7 @@ async fn halt_during_flood_takes_effect_while_flood_runs() {
         .collect();
     assert!(late.is_empty(), "{} orders admitted at or after the halt's epoch", late.len());
     assert!(!stored.is_empty());
+    assert_eq!(checker.stale_admissions(), Vec::<String>::new());
 }
 
 #[tokio::test]
