@@ -15,6 +15,7 @@ pub const FORWARD_SECONDS: &str = "titan_gate_forward_seconds";
 pub const COMMANDS_TOTAL: &str = "titan_gate_commands_total";
 pub const SECURITY_EVENTS_TOTAL: &str = "titan_gate_security_events_total";
 pub const NATS_CONNECTED: &str = "titan_gate_nats_connected";
+pub const READY: &str = "titan_gate_ready";
 pub const INTAKE_DROPPED_TOTAL: &str = "titan_gate_intake_dropped_total";
 pub const NATS_ERRORS_TOTAL: &str = "titan_gate_nats_errors_total";
 pub const FORWARD_FOLLOW_UPS_TOTAL: &str = "titan_gate_forward_follow_ups_total";
@@ -52,6 +53,7 @@ fn describe() {
     describe_counter!(COMMANDS_TOTAL, "Halt and resume commands received, by command, outcome and authentication.");
     describe_counter!(SECURITY_EVENTS_TOTAL, "Signature, key, freshness and replay failures, by kind.");
     describe_gauge!(NATS_CONNECTED, "1 while both NATS connections (orders and control) are up.");
+    describe_gauge!(READY, "1 while the gate is ready (GET /readyz answers 200), else 0.");
     describe_counter!(
         INTAKE_DROPPED_TOTAL,
         "Messages the NATS client dropped before the gate saw them (slow consumer)."
@@ -89,6 +91,7 @@ pub fn register_initial_series(state: &HaltState) {
         counter!(KEYRING_RELOADS_TOTAL, "outcome" => outcome).absolute(0);
     }
     gauge!(NATS_CONNECTED).set(0.0);
+    gauge!(READY).set(0.0);
     record_state(state, None);
 }
 
@@ -129,4 +132,9 @@ pub fn count_command(command: &'static str, outcome: &'static str, auth: &'stati
 #[allow(clippy::cast_precision_loss, reason = "epochs and counts stay far below 2^53")]
 pub fn u64_to_f64(value: u64) -> f64 {
     value as f64
+}
+
+/// Sets `titan_gate_ready`, refreshed on every scrape from the same checks as `/readyz`.
+pub fn set_ready(ready: bool) {
+    gauge!(READY).set(if ready { 1.0 } else { 0.0 });
 }
