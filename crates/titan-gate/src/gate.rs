@@ -241,9 +241,24 @@ impl Gate {
     /// queues the change for the state store. Returns the transition, the state it replaced
     /// and, when the change applied, the orders rejected under that state (the counter restarts).
     pub fn apply(&self, change: &Change) -> (Transition, Arc<HaltState>, u64) {
+        self.apply_if(change, |_| true)
+    }
+
+    /// Applies `change` as [`Gate::apply`] does, but only when `allowed` returns true for
+    /// the state in force, checked under the same lock, so no other change can come
+    /// between the check and the change. Otherwise returns `Transition::Unchanged`.
+    pub fn apply_if(
+        &self,
+        change: &Change,
+        allowed: impl FnOnce(&HaltState) -> bool,
+    ) -> (Transition, Arc<HaltState>, u64) {
         let mut unpersisted = self.lock_unpersisted();
         let previous = self.state.load_full();
-        let transition = previous.apply(change, now_ms(), self.settings.max_scopes);
+        let transition = if allowed(&previous) {
+            previous.apply(change, now_ms(), self.settings.max_scopes)
+        } else {
+            Transition::Unchanged
+        };
         let mut rejected_under_previous = 0;
         if let Transition::Applied(next) = &transition {
             self.state.store(Arc::new(next.clone()));
@@ -394,11 +409,12 @@ impl Gate {
         (state, unpersisted.len())
     }
 
-    /// Removes the oldest `count` queued changes once a write that contained them landed.
-    pub fn mark_persisted(&self, count: usize) {
+    /// Removes the oldest `count` queued changes once a write that contained them landed,
+    /// and returns them.
+    pub fn mark_persisted(&self, count: usize) -> Vec<Change> {
         let mut unpersisted = self.lock_unpersisted();
         let count = count.min(unpersisted.len());
-        unpersisted.drain(..count);
+        unpersisted.drain(..count).collect()
     }
 
     /// Returns true while some change has not been written to the store.

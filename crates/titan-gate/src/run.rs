@@ -10,6 +10,7 @@ use async_nats::{ConnectOptions, Event};
 use metrics::{counter, gauge};
 use tracing::{error, info, warn};
 
+use crate::audit::AuditLog;
 use crate::config::{DEFAULT_SUBSCRIPTION_CAPACITY, Environment, Settings};
 use crate::control::ControlPlane;
 use crate::gate::Gate;
@@ -21,6 +22,7 @@ use crate::metrics::{
     REPLAY_NONCES,
 };
 use crate::orders::OrderPath;
+use crate::risk::RiskControls;
 use crate::state_sync::StateSync;
 
 /// One of the gate's two NATS connections.
@@ -69,12 +71,16 @@ pub async fn run(settings: Settings, keyring: titan_gate_core::Keyring, env: Env
         .build(orders_client.clone());
 
     let limiter = Arc::new(RejectLogLimiter::new(settings.reject_logs_per_second));
-    let order_path = OrderPath::new(Arc::clone(&gate), orders_client.clone(), jetstream, limiter);
-    let control = ControlPlane::new(Arc::clone(&gate), control_client.clone());
+    let audit = AuditLog::start(control_client.clone(), settings.state_replicas);
+    let risk = RiskControls::new(Arc::clone(&gate), audit);
+    let order_path = OrderPath::new(Arc::clone(&gate), orders_client.clone(), jetstream, limiter, risk.clone());
+    let control = ControlPlane::new(Arc::clone(&gate), control_client.clone(), risk.clone());
     let control_task = tokio::spawn(control.run());
     // Until this task has read the stored state, the gate stays in HARD_HALT STATE_UNKNOWN
     // and rejects every order.
-    tokio::spawn(StateSync::new(Arc::clone(&gate), control_client.clone()).run());
+    let (landed_sender, landed) = tokio::sync::mpsc::channel(crate::risk::LANDED_QUEUE_CAPACITY);
+    tokio::spawn(StateSync::new(Arc::clone(&gate), control_client.clone()).report_landed_to(landed_sender).run());
+    crate::risk::spawn(&risk, control_client.clone(), landed);
     let (shutdown_sender, shutdown) = tokio::sync::watch::channel(false);
     let mut intake_task = tokio::spawn(order_path.clone().run(shutdown));
     spawn_periodic_checks(order_path.clone());

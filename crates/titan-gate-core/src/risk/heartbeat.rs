@@ -58,8 +58,15 @@ struct Source {
 pub struct SilenceReport {
     /// Sources that went silent since the last poll.
     pub newly_silent: Vec<String>,
-    /// True when no configured source is silent now.
-    pub all_heard: bool,
+    /// Every source silent now, in configuration order.
+    pub silent: Vec<String>,
+}
+
+impl SilenceReport {
+    /// Returns true when no configured source is silent.
+    pub fn all_heard(&self) -> bool {
+        self.silent.is_empty()
+    }
 }
 
 /// Tracks when each configured source was last heard. A source never heard counts as
@@ -104,13 +111,13 @@ impl SilenceMonitor {
     /// Reports the sources that went silent since the last poll, each once per silence,
     /// and whether every source is heard now.
     pub fn poll(&mut self, now_ms: i64) -> SilenceReport {
-        let mut report = SilenceReport { newly_silent: Vec::new(), all_heard: true };
+        let mut report = SilenceReport::default();
         for index in 0..self.sources.len() {
             let source = &self.sources[index];
             let silent = self.age_ms(source, now_ms) > source.max_silence_ms;
             let source = &mut self.sources[index];
             if silent {
-                report.all_heard = false;
+                report.silent.push(source.name.clone());
                 if !source.reported {
                     source.reported = true;
                     report.newly_silent.push(source.name.clone());

@@ -205,9 +205,10 @@ fn heartbeat_without_source_is_an_error() {
 #[test]
 fn never_heard_source_is_silent_from_start() {
     let mut monitor = SilenceMonitor::new([("brain".to_owned(), 100)], 1_000);
-    assert_eq!(monitor.poll(1_100), SilenceReport { newly_silent: vec![], all_heard: true });
-    assert_eq!(monitor.poll(1_101), SilenceReport { newly_silent: vec!["brain".to_owned()], all_heard: false });
-    assert_eq!(monitor.poll(1_200), SilenceReport { newly_silent: vec![], all_heard: false }, "reported once");
+    assert!(monitor.poll(1_100).all_heard());
+    let silent = vec!["brain".to_owned()];
+    assert_eq!(monitor.poll(1_101), SilenceReport { newly_silent: silent.clone(), silent: silent.clone() });
+    assert_eq!(monitor.poll(1_200), SilenceReport { newly_silent: vec![], silent }, "newly silent only once");
 }
 
 #[test]
@@ -216,7 +217,7 @@ fn heard_source_clears_and_can_go_silent_again() {
     assert_eq!(monitor.poll(200).newly_silent, vec!["brain".to_owned()]);
     assert!(monitor.hear("brain", 250));
     assert!(!monitor.hear("unknown", 250));
-    assert!(monitor.poll(300).all_heard);
+    assert!(monitor.poll(300).all_heard());
     assert_eq!(monitor.ages_ms(300).collect::<Vec<_>>(), vec![("brain", 50), ("risk", 300)]);
     assert_eq!(monitor.poll(351).newly_silent, vec!["brain".to_owned()]);
     assert_eq!(monitor.min_silence_ms(), Some(100));
