@@ -239,7 +239,13 @@ impl StateSync {
         match store.load().await {
             Ok(Some(stored)) if stored.state == *attempted => {
                 self.set_revision(stored.revision);
-                self.mark_persisted(count);
+                if stored.updated_by == self.gate.settings.gate_id {
+                    self.mark_persisted(count);
+                } else {
+                    // Another replica stored the same state, applied in the same millisecond,
+                    // so its write landed and this one's notices and actions are its to send.
+                    self.gate.mark_persisted(count);
+                }
             }
             Ok(Some(stored)) => {
                 let state = self.gate.replace_state(stored.state);
