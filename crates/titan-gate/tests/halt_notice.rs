@@ -1,5 +1,5 @@
 //! Telling execution: a trip goes out once as a v2-signed notice on the bare halt
-//! subject, which no replica applies again, and a global HARD_HALT fires each on-halt
+//! subject, which no replica applies again, and a global `HARD_HALT` fires each on-halt
 //! action once across the replicas, with an audit record of its outcome.
 
 mod common;
@@ -22,9 +22,12 @@ fn security_breaker(builder: GateProcessBuilder) -> GateProcessBuilder {
         .env("TITAN_GATE_SECURITY_TRIP_WINDOW_MS", "60000")
 }
 
-/// Returns the sum of one series over the gates.
-fn metric_sum(gates: &[&GateProcess], series: &str) -> f64 {
-    gates.iter().filter_map(|gate| metric_value(&gate.get("/metrics").expect("metrics answer").body, series)).sum()
+/// Returns the sum of one counter over the gates.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "counters are small whole numbers")]
+fn metric_sum(gates: &[&GateProcess], series: &str) -> u64 {
+    let sum: f64 =
+        gates.iter().filter_map(|gate| metric_value(&gate.get("/metrics").expect("metrics answer").body, series)).sum();
+    sum.round() as u64
 }
 
 /// Waits until both gates have read or written the same stored revision and agree on
@@ -89,14 +92,14 @@ async fn trip_notice_is_signed_once_without_loop() {
 
     settled(&gates).await;
     wait_until(WAIT, "both replicas to recognise the notice", || async {
-        metric_sum(&gates, r#"titan_gate_halt_notices_total{outcome="received"}"#) >= 2.0
+        metric_sum(&gates, r#"titan_gate_halt_notices_total{outcome="received"}"#) >= 2
     })
     .await
     .unwrap_or_else(|error| panic!("{error}\n{}", b.log()));
-    assert_eq!(metric_sum(&gates, r#"titan_gate_halt_notices_total{outcome="published_signed"}"#), 1.0);
-    assert_eq!(metric_sum(&gates, r#"titan_gate_halt_notices_total{outcome="received"}"#), 2.0);
+    assert_eq!(metric_sum(&gates, r#"titan_gate_halt_notices_total{outcome="published_signed"}"#), 1);
+    assert_eq!(metric_sum(&gates, r#"titan_gate_halt_notices_total{outcome="received"}"#), 2);
     let applied_halts = r#"titan_gate_commands_total{command="halt",outcome="applied",auth="signed"}"#;
-    assert_eq!(metric_sum(&gates, applied_halts), 0.0, "the notice must not be applied as a command");
+    assert_eq!(metric_sum(&gates, applied_halts), 0, "the notice must not be applied as a command");
     for gate in gates {
         assert_eq!(status_of(gate)["reason"], "SECURITY", "{}", status_of(gate));
     }
@@ -166,7 +169,7 @@ async fn on_halt_action_fires_once_and_is_audited() {
     assert_eq!(records[0]["action"]["subject"], FLATTEN);
     assert_eq!(records[0]["action"]["outcome"], "published");
     assert_eq!(records[0]["reason"], "flatten drill");
-    assert_eq!(metric_sum(&gates, r#"titan_gate_on_halt_actions_total{outcome="published"}"#), 1.0);
+    assert_eq!(metric_sum(&gates, r#"titan_gate_on_halt_actions_total{outcome="published"}"#), 1);
     assert!(
         tokio::time::timeout(Duration::from_millis(200), actions.next()).await.is_err(),
         "a second action message arrived"

@@ -299,3 +299,6 @@ impl Layers<'_> {
         present.then(|| self.number(env_name, key, from_file, *range.start(), range))
     }
 }
+
+#[cfg(test)]
+mod tests;

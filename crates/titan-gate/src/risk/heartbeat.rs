@@ -43,6 +43,9 @@ pub struct DeadMan {
     monitor: SilenceMonitor,
     episode: Episode,
     /// The global entry this replica's trip replaced, restored when the trip clears.
+    ///
+    /// NOTE: only the replica that tripped remembers it; another replica that clears
+    /// first sets `RUNNING`, which lifts that softer halt too.
     replaced: Option<HaltEntry>,
     bad_heartbeats: u64,
     last_bad_heartbeat_log: Option<Instant>,

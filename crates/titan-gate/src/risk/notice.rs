@@ -80,10 +80,10 @@ pub async fn publish(gate: &Gate, client: &async_nats::Client, change: &Change) 
     counter!(HALT_NOTICES_TOTAL, "outcome" => outcome).increment(1);
     match result {
         Ok(()) => {
-            info!(subject = HALT_SUBJECT, halt.reason = %change.reason, halt.mode = %change.mode, signed, "Halt notice published")
+            info!(subject = HALT_SUBJECT, halt.reason = %change.reason, halt.mode = %change.mode, signed, "Halt notice published");
         }
         Err(error) => {
-            warn!(subject = HALT_SUBJECT, halt.reason = %change.reason, error = %error, "Publishing the halt notice failed")
+            warn!(subject = HALT_SUBJECT, halt.reason = %change.reason, error = %error, "Publishing the halt notice failed");
         }
     }
 }
