@@ -245,8 +245,8 @@ impl Gate {
     }
 
     /// Applies `change` as [`Gate::apply`] does, but only when `allowed` returns true for
-    /// the state in force, checked under the same lock, so no other change can come
-    /// between the check and the change. Otherwise returns `Transition::Unchanged`.
+    /// the state in force. The check runs under the same lock as the change, so no other
+    /// change can come between them. Otherwise returns `Transition::Unchanged`.
     pub fn apply_if(
         &self,
         change: &Change,

@@ -21,7 +21,7 @@ const MAX_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 /// The shortest pause between two warnings about unreadable heartbeats.
 const BAD_HEARTBEAT_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Where the current silence stands.
+/// The state of the current silence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Episode {
     /// Every source is heard.

@@ -2,7 +2,7 @@
 //! trips and fires the on-halt actions of a global `HARD_HALT`.
 //!
 //! Every replica applies a command, and several may trip on the same silence, but only
-//! one write of each change lands; the others find it stored and drop their copy. Acting
+//! one write of each change lands. The others find it stored and drop their copy. Acting
 //! on landed writes alone therefore publishes each notice and each action once.
 
 use titan_gate_core::{Change, Mode};

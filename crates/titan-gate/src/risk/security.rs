@@ -12,9 +12,10 @@ use super::{Control, Transitions, monotonic_ms};
 /// Counts signature failures and trips when there are too many inside the window.
 ///
 /// Counted: orders rejected `hmac_signature_mismatch`, and commands whose signature or
-/// signature headers are invalid. Not counted: `unknown_key`, which key rotation and
-/// clock skew at a key's `not_before` produce in normal operation, and which proves no
-/// attempt at a secret; stale and replayed messages, which are copies of valid ones.
+/// signature headers are invalid. Not counted: `unknown_key`, because key rotation and
+/// clock skew at a key's `not_before` produce it in normal operation and it proves no
+/// attempt at a secret. Stale and replayed messages are not counted either, since they
+/// are copies of valid ones.
 #[derive(Debug)]
 pub struct SecurityBreaker {
     transitions: Transitions,

@@ -67,7 +67,8 @@ impl Transitions {
     }
 
     /// Applies a control's halt only where it makes the scope stricter, so a trip never
-    /// loosens a halt somebody else set. The trip's notice is published once its write lands.
+    /// loosens a halt that an operator or another control set. The trip's notice is
+    /// published once its write lands.
     pub fn trip(&self, control: Control, change: &Change) -> Option<Applied> {
         let applied = self.apply_if(change, |state| mode_of(state, change) < change.mode)?;
         counter!(RISK_TRIPS_TOTAL, "control" => control.label(), "action" => "trip").increment(1);
@@ -81,8 +82,8 @@ impl Transitions {
     }
 
     /// Applies a control's release of its own halt: `change` takes effect only while the
-    /// entry in force for its scope satisfies `still_ours`, so a halt that somebody else
-    /// set in the meantime stays.
+    /// entry in force for its scope satisfies `still_ours`, so a halt that an operator or
+    /// another control set in the meantime stays.
     pub fn clear(
         &self,
         control: Control,

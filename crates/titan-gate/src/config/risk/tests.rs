@@ -97,7 +97,7 @@ fn override_of_unlisted_source_is_an_error() {
 }
 
 #[test]
-fn action_on_halt_or_forward_subject_is_an_error() {
+fn action_subject_on_halt_or_forward_rejected() {
     for subject in ["titan.cmd.sys.halt.v1", "titan.cmd.execution.place.v1.binance.main.BTC", "titan.>", ""] {
         let error = load_file(&format!("[[on_halt_action]]\nsubject = \"{subject}\"\n")).unwrap_err();
         assert!(error.to_string().contains("on_halt_action[0].subject"), "{subject}: {error}");
