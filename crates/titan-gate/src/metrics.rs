@@ -23,6 +23,11 @@ pub const IN_FLIGHT: &str = "titan_gate_in_flight";
 pub const REPLAY_NONCES: &str = "titan_gate_replay_nonces";
 pub const REPLAY_CAPACITY: &str = "titan_gate_replay_capacity";
 pub const KEYRING_RELOADS_TOTAL: &str = "titan_gate_keyring_reloads_total";
+pub const HEARTBEAT_AGE_SECONDS: &str = "titan_gate_heartbeat_age_seconds";
+pub const RISK_TRIPS_TOTAL: &str = "titan_gate_risk_trips_total";
+pub const HALT_NOTICES_TOTAL: &str = "titan_gate_halt_notices_total";
+pub const ON_HALT_ACTIONS_TOTAL: &str = "titan_gate_on_halt_actions_total";
+pub const RATE_STRATEGIES: &str = "titan_gate_rate_strategies";
 
 /// The `scope` label of the global mode.
 pub const GLOBAL_SCOPE: &str = "global";
@@ -67,6 +72,18 @@ fn describe() {
     );
     describe_gauge!(REPLAY_CAPACITY, "Capacity of the order replay memory, in nonces.");
     describe_counter!(KEYRING_RELOADS_TOTAL, "Keyring reloads on SIGHUP, by outcome (loaded or failed).");
+    describe_gauge!(
+        HEARTBEAT_AGE_SECONDS,
+        Unit::Seconds,
+        "Time since each configured heartbeat source was last heard, or since the gate started if never."
+    );
+    describe_counter!(
+        RISK_TRIPS_TOTAL,
+        "Halts the automatic risk controls applied and lifted, by control and action (trip or clear)."
+    );
+    describe_counter!(HALT_NOTICES_TOTAL, "Gate halt notices on the bare halt subject, by outcome.");
+    describe_counter!(ON_HALT_ACTIONS_TOTAL, "On-halt action messages published, by outcome (published or failed).");
+    describe_gauge!(RATE_STRATEGIES, "Strategies with an order-rate token bucket on this replica.");
 }
 
 /// Creates every series that must exist from the first scrape, at zero.
