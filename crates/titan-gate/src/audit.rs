@@ -59,12 +59,30 @@ pub struct AuditRecord {
     /// or `CONTROL_PLANE_LOST` halt (`command` `local_halt`) or its clearing (`local_clear`).
     #[serde(default)]
     pub local_only: bool,
+    /// For the record of an on-halt action, the action and its outcome; `None` for a transition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<ActionOutcome>,
+}
+
+/// One on-halt action published when a global `HARD_HALT` began.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionOutcome {
+    /// The action's position in the configured list, from 0.
+    pub index: usize,
+    pub subject: String,
+    /// `published`, or `failed: {error}`.
+    pub outcome: String,
 }
 
 impl AuditRecord {
     /// Returns the `Nats-Msg-Id` of the record, so the stream drops a retried duplicate.
     pub fn message_id(&self) -> String {
-        format!("{}:{}:{}", self.gate_id, self.epoch, self.scope)
+        match &self.action {
+            None => format!("{}:{}:{}", self.gate_id, self.epoch, self.scope),
+            Some(action) => {
+                format!("{}:{}:{}:action:{}:{}", self.gate_id, self.epoch, self.scope, action.index, self.time_ms)
+            }
+        }
     }
 }
 
@@ -219,6 +237,7 @@ mod tests {
             command: "halt".to_owned(),
             rejected_under_previous: 0,
             local_only: false,
+            action: None,
         };
         assert_eq!(record.message_id(), "gate-a:7:venue:okx");
     }

@@ -15,6 +15,9 @@ pub use self::nats_url::parse_server_list;
 
 mod nats_url;
 
+mod risk;
+pub use risk::*;
+
 /// Exit code for bad configuration (`EX_CONFIG` would be 78; the contract fixes 64, `EX_USAGE`).
 pub const EXIT_BAD_CONFIG: i32 = 64;
 
@@ -108,6 +111,10 @@ pub struct FileSettings {
     pub state_replicas: Option<usize>,
     pub control_plane_lost_after_ms: Option<u64>,
     pub control_plane_lost_latch: Option<bool>,
+    pub heartbeat: Option<HeartbeatFile>,
+    pub rate_limit: Option<RateLimitFile>,
+    pub security_breaker: Option<SecurityBreakerFile>,
+    pub on_halt_action: Option<Vec<OnHaltActionFile>>,
 }
 
 /// Settings given as flags to `titan-gate run`; they override everything else.
@@ -152,6 +159,8 @@ pub struct Settings {
     /// Keeps the local `CONTROL_PLANE_LOST` halt after the reconnect and the re-read of the
     /// stored state, until a signed resume lifts it.
     pub control_plane_lost_latch: bool,
+    /// The automatic risk controls: dead-man switch, rate and security breakers, on-halt actions.
+    pub risk: RiskSettings,
 }
 
 /// How to reach NATS. Its `Debug` output hides the passwords (see [`crate::secret`]).
@@ -336,6 +345,8 @@ impl Layers<'_> {
             ));
         }
 
+        let risk = self.risk(&forward_prefix);
+
         Settings {
             nats: NatsSettings {
                 url: nats_url,
@@ -373,6 +384,7 @@ impl Layers<'_> {
             state_replicas,
             control_plane_lost_after: Duration::from_millis(control_plane_lost_after_ms),
             control_plane_lost_latch,
+            risk,
         }
     }
 

@@ -120,9 +120,24 @@ impl Gate {
     /// queues the change for the state store. Returns the transition, the state it replaced
     /// and, when the change applied, the orders rejected under that state (the counter restarts).
     pub fn apply(&self, change: &Change) -> (Transition, Arc<HaltState>, u64) {
+        self.apply_if(change, |_| true)
+    }
+
+    /// Applies `change` as [`Gate::apply`] does, but only when `allowed` returns true for
+    /// the state in force. The check runs under the same lock as the change, so no other
+    /// change can come between them. Otherwise returns `Transition::Unchanged`.
+    pub fn apply_if(
+        &self,
+        change: &Change,
+        allowed: impl FnOnce(&HaltState) -> bool,
+    ) -> (Transition, Arc<HaltState>, u64) {
         let mut unpersisted = self.lock_unpersisted();
         let previous = self.state.load_full();
-        let transition = previous.apply(change, now_ms(), self.settings.max_scopes);
+        let transition = if allowed(&previous) {
+            previous.apply(change, now_ms(), self.settings.max_scopes)
+        } else {
+            Transition::Unchanged
+        };
         let mut rejected_under_previous = 0;
         if let Transition::Applied(next) = &transition {
             self.state.store(Arc::new(next.clone()));
@@ -233,11 +248,12 @@ impl Gate {
     }
 
     /// Records a write that landed: removes the oldest `count` queued changes, which it
-    /// contained, and the raised epoch if `written` (the state written) reached it.
-    pub fn mark_persisted(&self, count: usize, written: &HaltState) {
+    /// contained, and returns them; clears the raised epoch if `written` (the state
+    /// written) reached it.
+    pub fn mark_persisted(&self, count: usize, written: &HaltState) -> Vec<Change> {
         let mut unpersisted = self.lock_unpersisted();
         let count = count.min(unpersisted.len());
-        unpersisted.drain(..count);
+        let landed = unpersisted.drain(..count).collect();
         if self.unwritten_epoch.load(Ordering::Acquire) <= written.epoch {
             self.unwritten_epoch.store(0, Ordering::Release);
         }
@@ -246,6 +262,7 @@ impl Gate {
             // The store now contains the STATE_UNKNOWN halt, so it is no longer local.
             *local_halt = None;
         }
+        landed
     }
 
     /// Returns true while some change or a raised epoch has not been written to the store.

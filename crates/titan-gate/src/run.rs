@@ -20,6 +20,7 @@ use crate::metrics::{
     self as gate_metrics, IN_FLIGHT, INTAKE_DROPPED_TOTAL, NATS_CONNECTED, NATS_ERRORS_TOTAL, REPLAY_NONCES,
 };
 use crate::orders::OrderPath;
+use crate::risk::RiskControls;
 use crate::state_sync::StateSync;
 
 /// One of the gate's two NATS connections.
@@ -68,15 +69,18 @@ pub async fn run(settings: Settings, keys: LoadedKeys, env: Environment) -> anyh
         .build(orders_client.clone());
 
     let limiter = Arc::new(RejectLogLimiter::new(settings.reject_logs_per_second));
-    let order_path = OrderPath::new(Arc::clone(&gate), orders_client.clone(), jetstream, limiter);
     if let Some(audit_queue) = gate.take_audit_queue() {
         audit_queue.start_writer(control_client.clone(), settings.state_replicas);
     }
-    let control = ControlPlane::new(Arc::clone(&gate), control_client.clone());
+    let risk = RiskControls::new(Arc::clone(&gate), gate.audit.clone());
+    let order_path = OrderPath::new(Arc::clone(&gate), orders_client.clone(), jetstream, limiter, risk.clone());
+    let control = ControlPlane::new(Arc::clone(&gate), control_client.clone(), risk.clone());
     let control_task = tokio::spawn(control.run());
     // Until this task has read the stored state, the gate stays in HARD_HALT STATE_UNKNOWN
     // and rejects every order.
-    tokio::spawn(StateSync::new(Arc::clone(&gate), control_client.clone()).run());
+    let (landed_sender, landed) = tokio::sync::mpsc::channel(crate::risk::LANDED_QUEUE_CAPACITY);
+    tokio::spawn(StateSync::new(Arc::clone(&gate), control_client.clone()).report_landed_to(landed_sender).run());
+    crate::risk::spawn(&risk, control_client.clone(), landed);
     let (shutdown_sender, shutdown) = tokio::sync::watch::channel(false);
     let mut intake_task = tokio::spawn(order_path.clone().run(shutdown));
     spawn_periodic_checks(order_path.clone());

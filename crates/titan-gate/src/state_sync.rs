@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use titan_gate_core::HaltState;
+use titan_gate_core::{Change, HaltState};
 use tracing::{error, info, warn};
 
 use crate::gate::Gate;
@@ -61,13 +61,33 @@ pub struct StateSync {
     /// The revision the next write expects: the last one this task read or wrote.
     revision: Option<u64>,
     backoff: Backoff,
+    /// Receives the changes of each write of this replica that landed.
+    landed: Option<tokio::sync::mpsc::Sender<Vec<Change>>>,
 }
 
 impl StateSync {
     /// Creates the task state with a JetStream context of its own on the control connection.
     pub fn new(gate: Arc<Gate>, control_client: async_nats::Client) -> Self {
         let jetstream = async_nats::jetstream::new(control_client);
-        Self { gate, jetstream, revision: None, backoff: Backoff::new() }
+        Self { gate, jetstream, revision: None, backoff: Backoff::new(), landed: None }
+    }
+
+    /// Sends the changes of every write of this replica that lands to `landed`, so exactly
+    /// one replica acts on a change that several replicas applied.
+    #[must_use]
+    pub fn report_landed_to(mut self, landed: tokio::sync::mpsc::Sender<Vec<Change>>) -> Self {
+        self.landed = Some(landed);
+        self
+    }
+
+    fn mark_persisted(&self, count: usize, written: &HaltState) {
+        let changes = self.gate.mark_persisted(count, written);
+        if let Some(landed) = &self.landed
+            && !changes.is_empty()
+            && let Err(error) = landed.try_send(changes)
+        {
+            error!(error = %error, "Landed halt state changes dropped: their queue is full or closed, so their notices and on-halt actions are lost");
+        }
     }
 
     /// Reads the stored state, then writes local changes and adopts stored ones until
@@ -202,7 +222,7 @@ impl StateSync {
         match store.write(&snapshot, self.revision, &self.gate.settings.gate_id).await {
             Ok(revision) => {
                 self.set_revision(revision);
-                self.gate.mark_persisted(count, &snapshot);
+                self.mark_persisted(count, &snapshot);
                 self.set_problem(None);
                 self.backoff.reset();
                 info!(revision, halt.epoch = snapshot.epoch, "Halt state stored");
@@ -224,7 +244,13 @@ impl StateSync {
         match store.load().await {
             Ok(Some(stored)) if stored.state == *attempted => {
                 self.set_revision(stored.revision);
-                self.gate.mark_persisted(count, attempted);
+                if stored.updated_by == self.gate.settings.gate_id {
+                    self.mark_persisted(count, attempted);
+                } else {
+                    // Another replica stored the same state, applied in the same millisecond,
+                    // so its write landed and this one's notices and actions are its to send.
+                    self.gate.mark_persisted(count, attempted);
+                }
             }
             Ok(Some(stored)) => {
                 let state = self.gate.replace_state(stored.state);

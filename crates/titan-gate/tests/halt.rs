@@ -177,11 +177,13 @@ async fn command_request_gets_reply_and_status_subject_answers() {
 async fn readyz_is_503_while_broker_is_down() {
     let mut harness = Harness::start().await;
     assert_eq!(harness.gate.status_code("/readyz"), 200);
+    assert!(harness.metrics().contains("titan_gate_ready 1"), "{}", harness.metrics());
     harness.server.kill().unwrap();
     wait_until(WAIT, "readyz 503", || async { harness.gate.status_code("/readyz") == 503 }).await.unwrap();
     let body = harness.gate.get("/readyz").unwrap().body;
     assert!(body.contains("connection to NATS is down"), "{body}");
     assert!(harness.metrics().contains("titan_gate_nats_connected 0"));
+    assert!(harness.metrics().contains("titan_gate_ready 0"));
     assert_eq!(harness.gate.status_code("/healthz"), 200);
 
     harness.server.restart().unwrap();

@@ -153,6 +153,7 @@ impl Gate {
             command: command.to_owned(),
             rejected_under_previous: self.rejected_under_state.swap(0, Ordering::AcqRel),
             local_only: true,
+            action: None,
         };
         log_transition(&record);
         self.audit.append(record);

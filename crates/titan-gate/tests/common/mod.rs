@@ -266,3 +266,16 @@ pub fn envelope_with_unchecked_signature(payload: &str) -> String {
         nonce()
     )
 }
+
+/// Returns the value of one series in Prometheus text, such as
+/// `titan_gate_halt_notices_total{outcome="received"}`, or `None` when it is absent.
+pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Sends a v1-signed opening order of `strategy` (the payload's `source`) and returns the verdict.
+pub async fn strategy_order(harness: &Harness, strategy: &str, signal_id: &str) -> Value {
+    let payload =
+        payload(signal_id, "BUY_SETUP").replace(r#""source":"scavenger""#, &format!(r#""source":"{strategy}""#));
+    harness.order(TAIL, v1_envelope(&payload, now_ms(), &nonce()), HeaderMap::new()).await
+}
