@@ -193,6 +193,15 @@ impl GateProcess {
         self.child.wait().map(Some)
     }
 
+    /// Sends SIGHUP, on which the gate reloads its keys.
+    pub fn hangup(&self) -> std::io::Result<()> {
+        let pid = i32::try_from(self.child.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .ok_or_else(|| std::io::Error::other(format!("process id {} is not a valid pid", self.child.id())))?;
+        rustix::process::kill_process(pid, rustix::process::Signal::HUP).map_err(std::io::Error::from)
+    }
+
     /// Sends SIGKILL and reaps the process.
     pub fn kill(&mut self) -> std::io::Result<()> {
         self.child.kill()?;
