@@ -71,7 +71,10 @@ fn describe() {
         "Nonces in the order replay memory; orders are rate_limited when it reaches capacity."
     );
     describe_gauge!(REPLAY_CAPACITY, "Capacity of the order replay memory, in nonces.");
-    describe_counter!(KEYRING_RELOADS_TOTAL, "Keyring reloads on SIGHUP, by outcome (loaded or failed).");
+    describe_counter!(
+        KEYRING_RELOADS_TOTAL,
+        "Keyring reloads on SIGHUP or a change of the key files, by outcome (loaded or failed)."
+    );
     describe_gauge!(
         HEARTBEAT_AGE_SECONDS,
         Unit::Seconds,
