@@ -3,6 +3,8 @@
 
 #![allow(dead_code, reason = "each test binary uses a different part of the harness")]
 
+pub mod users;
+
 use std::time::Duration;
 
 use async_nats::HeaderMap;
