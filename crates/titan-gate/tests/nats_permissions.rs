@@ -6,12 +6,13 @@ mod common;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::consumer::pull;
 use async_nats::jetstream::kv;
-use common::users::{UserClient, connect_as, output_text, password, start_server, titan_gate};
+use common::users::{
+    UserClient, connect_as, create_execution_core, output_text, password, start_gate, start_server, titan_gate,
+};
 use common::*;
 use futures::StreamExt;
-use titan_gate_test_support::{GateProcess, NatsServer, wait_until};
+use titan_gate_test_support::{NatsServer, wait_until};
 
 const CONFIG: &str = "nats.conf";
 const FORWARD_SUBJECT: &str = "titan.cmd.execution.place.v1.x.y.z";
@@ -153,23 +154,6 @@ async fn execution_and_gate_keep_to_their_subjects() {
     }
 }
 
-/// Starts the gate binary as the `gate` user, RUNNING, with the test keyring.
-async fn start_gate(server: &NatsServer, keyring_dir: &tempfile::TempDir) -> GateProcess {
-    let keyring = keyring_dir.path().join("keyring.toml");
-    std::fs::write(&keyring, KEYRING).expect("keyring written");
-    let gate = GateProcess::builder(GATE_BINARY, server.url())
-        .env("NATS_USER", "gate")
-        .env("NATS_PASSWORD", password("gate"))
-        .env("TITAN_HMAC_SECRET", V1_SECRET)
-        .env("TITAN_GATE_KEYRING", keyring.display().to_string())
-        .env("TITAN_GATE_INITIAL_MODE", "running")
-        .start()
-        .await
-        .expect("gate starts");
-    gate.wait_ready(WAIT).await.unwrap_or_else(|error| panic!("{error}\n{}", gate.log()));
-    gate
-}
-
 /// Sends a v1-signed order as the strategy user and returns the verdict reply.
 async fn strategy_order(strategy: &UserClient, signal_id: &str) -> serde_json::Value {
     let body = v1_envelope(&payload(signal_id, "BUY_SETUP"), now_ms(), &nonce());
@@ -184,14 +168,7 @@ async fn gate_runs_end_to_end_under_config() {
     let url = server.url();
     let execution = connect_as(&url, "execution").await;
     let stream = create_titan_stream(&execution.jetstream).await;
-    let consumer = stream
-        .create_consumer(pull::Config {
-            durable_name: Some("EXECUTION_CORE".to_owned()),
-            filter_subject: "titan.cmd.execution.>".to_owned(),
-            ..pull::Config::default()
-        })
-        .await
-        .expect("execution creates EXECUTION_CORE");
+    let consumer = create_execution_core(&stream).await;
     let keyring_dir = tempfile::tempdir().expect("temporary folder");
     let gate = start_gate(&server, &keyring_dir).await;
     let strategy = connect_as(&url, "strategy").await;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_nats::client::RequestErrorKind;
 use async_nats::{ConnectOptions, Event};
-use titan_gate_test_support::NatsServer;
+use titan_gate_test_support::{GateProcess, NatsServer};
 use tokio::sync::mpsc;
 
 /// The four users of `deploy/nats/nats.conf`, with the variable that carries each password.
@@ -114,6 +114,39 @@ impl UserClient {
         self.client.publish(subject.to_owned(), body.into()).await.expect("publish is queued");
         self.client.flush().await.expect("flush reaches the server");
     }
+}
+
+/// Starts the gate binary as the `gate` user, RUNNING, with the test keyring, and waits
+/// until it is ready.
+pub async fn start_gate(server: &NatsServer, keyring_dir: &tempfile::TempDir) -> GateProcess {
+    let keyring = keyring_dir.path().join("keyring.toml");
+    std::fs::write(&keyring, super::KEYRING).expect("keyring written");
+    let gate = GateProcess::builder(super::GATE_BINARY, server.url())
+        .env("NATS_USER", "gate")
+        .env("NATS_PASSWORD", password("gate"))
+        .env("TITAN_HMAC_SECRET", super::V1_SECRET)
+        .env("TITAN_GATE_KEYRING", keyring.display().to_string())
+        .env("TITAN_GATE_INITIAL_MODE", "running")
+        .start()
+        .await
+        .expect("gate starts");
+    gate.wait_ready(super::WAIT).await.unwrap_or_else(|error| panic!("{error}\n{}", gate.log()));
+    gate
+}
+
+/// Creates the durable pull consumer `EXECUTION_CORE` on `TITAN_CMD`, as the execution
+/// service does.
+pub async fn create_execution_core(
+    stream: &async_nats::jetstream::stream::Stream,
+) -> async_nats::jetstream::consumer::Consumer<async_nats::jetstream::consumer::pull::Config> {
+    stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            durable_name: Some("EXECUTION_CORE".to_owned()),
+            filter_subject: "titan.cmd.execution.>".to_owned(),
+            ..async_nats::jetstream::consumer::pull::Config::default()
+        })
+        .await
+        .expect("execution creates EXECUTION_CORE")
 }
 
 /// Runs `titan-gate ARGS` with only the given environment and returns its output.
