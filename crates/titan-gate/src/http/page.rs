@@ -36,13 +36,14 @@ const SCOPE_COLUMNS: [&str; 6] = ["scope", "mode", "reason", "operator", "since"
 /// Inline style sheet. Red `#b00020` is the header while any halt is in force, green
 /// `#1b5e20` while everything runs. SOFT-only halts keep the red header and add an
 /// amber `#ffb300` band, so the page distinguishes "nothing passes" from "closes pass".
+/// Scoped halt rows are tinted by mode, and only their reason (column 3) wraps.
 const STYLE: &str = "\
 body{font-family:system-ui,sans-serif;margin:0;font-size:20px;color:#111;background:#fff}\
 header{color:#fff;padding:16px 32px}\
 header.tone-hard,header.tone-soft{background:#b00020}\
 header.tone-running{background:#1b5e20}\
 header.tone-soft{border-bottom:16px solid #ffb300}\
-#state-word{font-size:80px;font-weight:800;letter-spacing:2px;line-height:1.1}\
+#state-word{font-size:80px;font-weight:800;letter-spacing:2px;line-height:1.1;padding-bottom:12px}\
 #summary{font-size:24px}\
 #reduce-only{background:#ffb300;color:#000;font-size:24px;font-weight:700;padding:8px 32px}\
 #ready{padding:8px 32px}\
@@ -53,6 +54,9 @@ h2{margin:24px 0 8px}\
 table{border-collapse:collapse}\
 td,th{border:1px solid #bbb;padding:6px 12px;text-align:left;vertical-align:top}\
 th{background:#eee}\
+#scopes td:not(:nth-child(3)){white-space:nowrap}\
+#scopes tr[data-mode=HARD_HALT] td{background:#fde0e4}\
+#scopes tr[data-mode=SOFT_HALT] td{background:#fff3cd}\
 #details{font-size:16px}\
 footer{color:#555;font-size:16px;padding:16px 32px}";
 
@@ -194,7 +198,7 @@ fn push_scopes(page: &mut String, status: &Value, now_ms: i64) {
     }
     page.push_str("</tr>");
     for scope in scopes {
-        page.push_str("<tr>");
+        let _ = write!(page, "<tr data-mode=\"{}\">", escape(&text(&scope["mode"])));
         for column in SCOPE_COLUMNS {
             let cell = if column == "since" { since(scope, now_ms) } else { escape(&text(&scope[column])) };
             let _ = write!(page, "<td>{cell}</td>");

@@ -122,7 +122,7 @@ fn halt_fields_are_shown() {
     assert!(page.contains("<tr><th>epoch</th><td>7</td></tr>"), "{page}");
     assert!(
         page.contains(
-            "<tr><td>symbol:BTC_USDT</td><td>SOFT_HALT</td><td>thin book</td><td>alice</td>\
+            "<tr data-mode=\"SOFT_HALT\"><td>symbol:BTC_USDT</td><td>SOFT_HALT</td><td>thin book</td><td>alice</td>\
              <td>2026-01-02T03:04:05.000Z (1 min 30 s ago)</td><td></td></tr>"
         ),
         "{page}"
