@@ -245,7 +245,7 @@ fn defaults_file(rows: &[Row]) -> String {
         }
     }
     for (table, body) in tables {
-        top.push_str(&format!("\n[{table}]\n{body}"));
+        top.push_str(&["\n[", &table, "]\n", &body].concat());
     }
     top
 }

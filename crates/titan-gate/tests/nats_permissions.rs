@@ -5,7 +5,6 @@ mod common;
 
 use std::time::Duration;
 
-use async_nats::HeaderMap;
 use async_nats::jetstream::kv;
 use common::users::{
     UserClient, connect_as, create_execution_core, output_text, password, start_gate, start_server, titan_gate,
@@ -154,14 +153,6 @@ async fn execution_and_gate_keep_to_their_subjects() {
     }
 }
 
-/// Sends a v1-signed order as the strategy user and returns the verdict reply.
-async fn strategy_order(strategy: &UserClient, signal_id: &str) -> serde_json::Value {
-    let body = v1_envelope(&payload(signal_id, "BUY_SETUP"), now_ms(), &nonce());
-    let request = async_nats::Request::new().payload(body.into()).headers(HeaderMap::new()).timeout(Some(WAIT));
-    let reply = strategy.client.send_request(format!("{INTAKE}.{TAIL}"), request).await.expect("order reply");
-    serde_json::from_slice(&reply.payload).expect("verdict reply is JSON")
-}
-
 #[tokio::test]
 async fn gate_runs_end_to_end_under_config() {
     let server = start_server(CONFIG);
@@ -173,7 +164,7 @@ async fn gate_runs_end_to_end_under_config() {
     let gate = start_gate(&server, &keyring_dir).await;
     let strategy = connect_as(&url, "strategy").await;
 
-    let verdict = strategy_order(&strategy, "perm-e2e-1").await;
+    let verdict = strategy.signed_order("perm-e2e-1").await;
     assert_eq!(verdict["verdict"], "admitted", "{verdict}\n{}", gate.log());
     let mut batch = consumer.fetch().max_messages(1).expires(WAIT).messages().await.expect("execution pulls");
     let message = batch.next().await.expect("an order arrives").expect("a message, not an error");
@@ -189,7 +180,7 @@ async fn gate_runs_end_to_end_under_config() {
         titan_gate(&["halt", "--reason", "permissions test", "--operator", "alice", "--expect", "1"], &operator_env);
     assert!(halt.status.success(), "{}", output_text(&halt));
     assert!(String::from_utf8_lossy(&halt.stdout).contains("applied"), "{}", output_text(&halt));
-    assert_eq!(rejection_reason(&strategy_order(&strategy, "perm-e2e-2").await), "system_halted");
+    assert_eq!(rejection_reason(&strategy.signed_order("perm-e2e-2").await), "system_halted");
 
     let timeline = titan_gate(&["timeline", "--json"], &operator_env);
     assert!(timeline.status.success(), "{}", output_text(&timeline));

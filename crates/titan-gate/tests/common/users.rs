@@ -108,6 +108,15 @@ impl UserClient {
         }
     }
 
+    /// Sends a v1-signed order as a request and returns the verdict reply.
+    pub async fn signed_order(&self, signal_id: &str) -> serde_json::Value {
+        let body = super::v1_envelope(&super::payload(signal_id, "BUY_SETUP"), super::now_ms(), &super::nonce());
+        let request = async_nats::Request::new().payload(body.into()).timeout(Some(super::WAIT));
+        let subject = format!("{}.{}", super::INTAKE, super::TAIL);
+        let reply = self.client.send_request(subject, request).await.expect("order reply");
+        serde_json::from_slice(&reply.payload).expect("verdict reply is JSON")
+    }
+
     /// Publishes and writes the client's buffer to the socket. The server may not have
     /// processed the message yet when this returns.
     pub async fn publish(&self, subject: &str, body: &'static [u8]) {
