@@ -7,7 +7,8 @@ sidecar and the systemd unit, because that is the command the integration
 tests start. The Kubernetes probes must use the gate's /readyz and /healthz.
 Every metric that the alerts and the dashboard query must be one the gate
 exports (listed in crates/titan-gate/src/metrics.rs), so a renamed metric
-cannot silently empty a panel or mute an alert.
+cannot silently empty a panel or mute an alert, and every alert's runbook_url
+must name a heading of a document in the repository.
 """
 
 import json
@@ -132,6 +133,28 @@ def check_systemd():
             fail(f"deploy/systemd/titan-gate.service: {setting} is missing")
 
 
+def heading_anchors(path):
+    """Returns the anchors that GitHub gives the Markdown headings of `path`."""
+    anchors = set()
+    for line in path.read_text().splitlines():
+        heading = re.match(r"^#+ (.*)$", line)
+        if heading:
+            text = heading.group(1).strip().lower()
+            text = re.sub(r"[^\w\- ]", "", text)
+            anchors.add(text.replace(" ", "-"))
+    return anchors
+
+
+def check_runbook_url(alert, runbook_url):
+    """Checks that `runbook_url` names a document in the repository and one of its headings."""
+    document, _, anchor = runbook_url.partition("#")
+    path = ROOT / document
+    if not path.is_file():
+        fail(f"alert {alert}: runbook_url {runbook_url} names a missing file")
+    elif anchor and anchor not in heading_anchors(path):
+        fail(f"alert {alert}: runbook_url {runbook_url} names no heading of {document}")
+
+
 def check_metric_names(exported):
     rules = load_yaml_documents(DEPLOY / "prometheus/titan-gate.rules.yml")[0]
     for group in rules["groups"]:
@@ -141,8 +164,11 @@ def check_metric_names(exported):
             labels = rule.get("labels", {})
             if labels.get("severity") not in {"SEV-1", "SEV-2", "SEV-3"}:
                 fail(f"alert {rule['alert']}: severity is not SEV-1, SEV-2 or SEV-3")
-            if not rule.get("annotations", {}).get("runbook_url"):
+            runbook_url = rule.get("annotations", {}).get("runbook_url")
+            if not runbook_url:
                 fail(f"alert {rule['alert']}: no runbook_url annotation")
+            else:
+                check_runbook_url(rule["alert"], runbook_url)
     dashboard = json.loads((DEPLOY / "grafana/titan-gate.dashboard.json").read_text())
     for panel in dashboard["panels"]:
         for target in panel.get("targets", []):

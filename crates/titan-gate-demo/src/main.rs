@@ -2,11 +2,15 @@
 //! then walks through halted, running and halted-again trading with signed orders and the
 //! real operator commands. It exits non-zero when any step does not behave as expected,
 //! so it doubles as a smoke test.
+//!
+//! `titan-gate-demo status-page-screenshot PNG` instead writes a screenshot of a halted
+//! gate's status page (see `screenshot.rs`).
 
 #![allow(clippy::print_stdout, reason = "printing the walk-through is what the demo is for")]
 
 mod orders;
 mod processes;
+mod screenshot;
 mod stream;
 
 use std::process::ExitCode;
@@ -54,12 +58,21 @@ const SOL_CLOSE_LONG: Intent =
 const BTC_SHORT: Intent =
     intent("binance.main.BTC_USDT", "BTC/USDT", "SELL_SETUP", -1, "0.02", [98_900.0, 99_800.0, 96_500.0], "scavenger");
 
+/// Exit code for invalid arguments (`EX_USAGE`).
+const EXIT_USAGE: u8 = 64;
+
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => {
-            println!("\nDemo finished: every step behaved as expected.");
-            ExitCode::SUCCESS
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.as_slice() {
+        [] => run().map(|()| println!("\nDemo finished: every step behaved as expected.")),
+        [command, output] if command == "status-page-screenshot" => screenshot::run(std::path::Path::new(output)),
+        _ => {
+            eprintln!("invalid arguments {args:?}; usage: titan-gate-demo [status-page-screenshot PNG_PATH]");
+            return ExitCode::from(EXIT_USAGE);
         }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("\ntitan-gate-demo failed: {error:#}");
             ExitCode::FAILURE

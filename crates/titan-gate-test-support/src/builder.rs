@@ -40,6 +40,7 @@ pub struct NatsServerBuilder {
     pub(crate) jetstream: bool,
     pub(crate) config_file: Option<PathBuf>,
     pub(crate) args: Vec<OsString>,
+    pub(crate) env: Vec<(OsString, OsString)>,
     pub(crate) health_check: HealthCheck,
     pub(crate) start_timeout: Duration,
     pub(crate) stop_timeout: Duration,
@@ -51,6 +52,7 @@ impl Default for NatsServerBuilder {
             jetstream: true,
             config_file: None,
             args: Vec::new(),
+            env: Vec::new(),
             health_check: HealthCheck::default(),
             start_timeout: DEFAULT_START_TIMEOUT,
             stop_timeout: DEFAULT_STOP_TIMEOUT,
@@ -90,6 +92,15 @@ impl NatsServerBuilder {
         S: Into<OsString>,
     {
         self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets an environment variable of the server process, such as one that a
+    /// `$NAME` reference in the configuration file reads. The process also
+    /// inherits the test's own environment.
+    #[must_use]
+    pub fn env(mut self, name: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((name.into(), value.into()));
         self
     }
 

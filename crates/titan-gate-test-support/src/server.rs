@@ -239,6 +239,7 @@ impl NatsServer {
         if self.options.jetstream {
             command.arg("-js").arg("-sd").arg(self.store_dir());
         }
+        command.envs(self.options.env.iter().map(|(name, value)| (name, value)));
         command.args(&self.options.args).stdin(Stdio::null()).stdout(log_for_stdout).stderr(log);
         Ok(command)
     }

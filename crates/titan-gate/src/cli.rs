@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::nats_auth::NatsAuthSettings;
+
 /// A low-latency halt gate between trading strategies and their execution service.
 #[derive(Debug, Parser)]
 #[command(name = "titan-gate", version, about)]
@@ -62,6 +64,49 @@ pub struct RunArgs {
     /// Log as JSON lines instead of text [env: TITAN_GATE_LOG_FORMAT=json].
     #[arg(long)]
     pub log_json: bool,
+    #[command(flatten)]
+    pub nats_auth: NatsAuthArgs,
+}
+
+/// NATS authentication and TLS options. The password comes only from NATS_PASSWORD (or
+/// the settings file), because other users of a host can read its command lines.
+#[derive(Debug, Args, Clone, Default)]
+pub struct NatsAuthArgs {
+    /// NATS user name, with the password in NATS_PASSWORD [env: NATS_USER].
+    #[arg(long, value_name = "NAME")]
+    pub nats_user: Option<String>,
+    /// NATS credentials file: a user JWT and its NKey seed [env: NATS_CREDS].
+    #[arg(long, value_name = "FILE")]
+    pub nats_creds: Option<PathBuf>,
+    /// File containing a user NKey seed (SU...) [env: NATS_NKEY_SEED_FILE].
+    #[arg(long, value_name = "FILE")]
+    pub nats_nkey_seed_file: Option<PathBuf>,
+    /// PEM certificates of the CAs that sign the server's certificate; makes TLS
+    /// required [env: NATS_TLS_CA].
+    #[arg(long, value_name = "FILE")]
+    pub nats_tls_ca: Option<PathBuf>,
+    /// PEM client certificate, for servers that verify clients; needs --nats-tls-key
+    /// [env: NATS_TLS_CERT].
+    #[arg(long, value_name = "FILE")]
+    pub nats_tls_cert: Option<PathBuf>,
+    /// PEM private key of the client certificate [env: NATS_TLS_KEY].
+    #[arg(long, value_name = "FILE")]
+    pub nats_tls_key: Option<PathBuf>,
+}
+
+impl NatsAuthArgs {
+    /// Returns the flags as settings, for layering over the environment.
+    pub fn settings(&self) -> NatsAuthSettings {
+        NatsAuthSettings {
+            user: self.nats_user.clone(),
+            password: None,
+            creds: self.nats_creds.clone(),
+            nkey_seed_file: self.nats_nkey_seed_file.clone(),
+            tls_ca: self.nats_tls_ca.clone(),
+            tls_cert: self.nats_tls_cert.clone(),
+            tls_key: self.nats_tls_key.clone(),
+        }
+    }
 }
 
 /// Connection and output options of a client command.
@@ -79,6 +124,8 @@ pub struct ClientArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub nats_auth: NatsAuthArgs,
 }
 
 /// Key selection for a signed command.
@@ -151,6 +198,8 @@ pub struct TimelineArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub nats_auth: NatsAuthArgs,
 }
 
 #[derive(Debug, Args)]
@@ -174,6 +223,8 @@ pub struct RecoverStateArgs {
     /// every halt and scope stored before.
     #[arg(long)]
     pub yes: bool,
+    #[command(flatten)]
+    pub nats_auth: NatsAuthArgs,
 }
 
 /// Signature scheme.

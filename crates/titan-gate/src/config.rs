@@ -18,6 +18,8 @@ mod nats_url;
 mod risk;
 pub use risk::*;
 
+use crate::nats_auth::{NatsAuth, NatsAuthSettings};
+
 /// Exit code for bad configuration (`EX_CONFIG` would be 78; the contract fixes 64, `EX_USAGE`).
 pub const EXIT_BAD_CONFIG: i32 = 64;
 
@@ -90,6 +92,10 @@ pub struct FileSettings {
     pub nats_user: Option<String>,
     pub nats_password: Option<SecretString>,
     pub nats_creds: Option<PathBuf>,
+    pub nats_nkey_seed_file: Option<PathBuf>,
+    pub nats_tls_ca: Option<PathBuf>,
+    pub nats_tls_cert: Option<PathBuf>,
+    pub nats_tls_key: Option<PathBuf>,
     pub http_addr: Option<String>,
     pub gate_id: Option<String>,
     pub keyring: Option<PathBuf>,
@@ -121,6 +127,8 @@ pub struct FileSettings {
 #[derive(Clone, Debug, Default)]
 pub struct FlagSettings {
     pub nats_url: Option<String>,
+    /// NATS authentication and TLS flags; the password is never a flag.
+    pub nats_auth: NatsAuthSettings,
     pub http_addr: Option<String>,
     pub gate_id: Option<String>,
     pub keyring: Option<PathBuf>,
@@ -170,9 +178,8 @@ pub struct NatsSettings {
     pub url: String,
     /// The servers of `url`, in order. The client connects to one at random and fails over to the others.
     pub servers: Vec<async_nats::ServerAddr>,
-    pub user: Option<String>,
-    pub password: Option<SecretString>,
-    pub creds: Option<PathBuf>,
+    /// Credentials and TLS files, already read and checked.
+    pub auth: NatsAuth,
 }
 
 /// Every setting that was wrong, each naming the setting, its source and the problem.
@@ -348,17 +355,7 @@ impl Layers<'_> {
         let risk = self.risk(&forward_prefix);
 
         Settings {
-            nats: NatsSettings {
-                url: nats_url,
-                servers: nats_servers,
-                user: pick(None, self.env_text(ENV_NATS_USER), file.nats_user.clone()),
-                password: pick(
-                    None,
-                    self.env_text(ENV_NATS_PASSWORD).map(SecretString::from),
-                    file.nats_password.clone(),
-                ),
-                creds: pick(None, self.env_text(ENV_NATS_CREDS).map(PathBuf::from), file.nats_creds.clone()),
-            },
+            nats: NatsSettings { url: nats_url, servers: nats_servers, auth: self.nats_auth(&flags.nats_auth) },
             http_addr,
             gate_id,
             keyring_path: pick(
@@ -400,6 +397,26 @@ impl Layers<'_> {
             self.errors.push(format!("state_bucket ({ENV_STATE_BUCKET}): {bucket:?} is not a bucket name; use only letters, digits, '-' and '_'"));
         }
         bucket
+    }
+
+    /// Resolves and checks the NATS credentials and TLS files from flag, environment and file.
+    fn nats_auth(&mut self, flags: &NatsAuthSettings) -> NatsAuth {
+        let file = self.file;
+        let from_file = NatsAuthSettings {
+            user: file.nats_user.clone(),
+            password: file.nats_password.as_ref().map(|secret| secret.expose().to_owned()),
+            creds: file.nats_creds.clone(),
+            nkey_seed_file: file.nats_nkey_seed_file.clone(),
+            tls_ca: file.nats_tls_ca.clone(),
+            tls_cert: file.nats_tls_cert.clone(),
+            tls_key: file.nats_tls_key.clone(),
+        };
+        let settings =
+            flags.clone().with_defaults_from(NatsAuthSettings::from_env(self.env)).with_defaults_from(from_file);
+        settings.load().unwrap_or_else(|errors| {
+            self.errors.extend(errors);
+            NatsAuth::default()
+        })
     }
 
     fn env_text(&self, name: &str) -> Option<String> {

@@ -13,6 +13,7 @@ pub mod http;
 pub mod keys;
 pub mod logging;
 pub mod metrics;
+pub mod nats_auth;
 pub mod orders;
 pub mod risk;
 pub mod run;

@@ -26,6 +26,7 @@ fn main() -> ExitCode {
 fn run_gate(args: &RunArgs, env: config::Environment) -> ExitCode {
     let flags = FlagSettings {
         nats_url: args.nats_url.clone(),
+        nats_auth: args.nats_auth.settings(),
         http_addr: args.http_addr.clone(),
         gate_id: args.gate_id.clone(),
         keyring: args.keyring.clone(),

@@ -59,6 +59,7 @@ pub async fn run(settings: Settings, keys: LoadedKeys, env: Environment) -> anyh
     });
 
     warn_about_missing_roles(&gate.keyring());
+    spawn_connection_probe(Arc::clone(&gate));
 
     let orders_client = connect(&gate, Connection::Orders).await?;
     let control_client = connect(&gate, Connection::Control).await?;
@@ -124,15 +125,7 @@ async fn connect(gate: &Arc<Gate>, connection: Connection) -> anyhow::Result<asy
         .subscription_capacity(DEFAULT_SUBSCRIPTION_CAPACITY)
         .connection_timeout(Duration::from_secs(2))
         .reconnect_delay_callback(|attempts| Duration::from_millis((100 * attempts as u64).min(2_000)));
-    if let (Some(user), Some(password)) = (&settings.nats.user, &settings.nats.password) {
-        options = options.user_and_password(user.clone(), password.expose().to_owned());
-    }
-    if let Some(creds) = &settings.nats.creds {
-        options = options
-            .credentials_file(creds)
-            .await
-            .with_context(|| format!("cannot read NATS credentials file {}", creds.display()))?;
-    }
+    options = settings.nats.auth.apply(options).map_err(anyhow::Error::msg)?;
     let events_gate = Arc::clone(gate);
     options = options.event_callback(move |event| {
         let gate = Arc::clone(&events_gate);
@@ -192,7 +185,8 @@ fn on_event(gate: &Gate, connection: Connection, event: Event) {
             error!(connection = connection.name(), error = %text, "NATS server reported an error");
         }
         Event::ClientError(client_error) => {
-            warn!(connection = connection.name(), error = %client_error, "NATS client error");
+            let hint = crate::nats_auth::connect_error_hint(&client_error.to_string());
+            warn!(connection = connection.name(), error = %client_error, hint, "NATS client error");
         }
         other => info!(connection = connection.name(), event = %other, "NATS event"),
     }
@@ -268,6 +262,18 @@ async fn check_forward_stream(order_path: &OrderPath) {
     }
     *stream = found;
     gate.health.forward_stream_checked.store(true, Ordering::Release);
+}
+
+/// Logs why NATS refuses the first connection, with advice, while the gate's own
+/// connections keep retrying.
+fn spawn_connection_probe(gate: Arc<Gate>) {
+    tokio::spawn(async move {
+        let nats = &gate.settings.nats;
+        if let Err(error) = crate::nats_auth::probe(&nats.servers, &nats.auth, Duration::from_secs(2)).await {
+            let hint = crate::nats_auth::connect_error_hint(&error);
+            error!(nats_url = %redact_url(&nats.url), error = %error, hint, "Connecting to NATS failed; retrying");
+        }
+    });
 }
 
 /// Warns when no key could sign an order or a resume: such a gate rejects every order,

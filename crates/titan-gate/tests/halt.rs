@@ -294,7 +294,7 @@ async fn status_page_shows_halt_scopes_and_readiness() {
         .await;
     let page = harness.gate.get("/").unwrap().body;
     assert!(page.contains(r#"data-halted="true""#), "{page}");
-    assert!(page.contains("SCOPED HALT (1 scopes)"), "{page}");
+    assert!(page.contains("global RUNNING · 1 scoped halt"), "{page}");
     assert!(page.contains("symbol:BTC_USDT"), "{page}");
     assert!(!page.contains("<script>"), "operator text is escaped: {page}");
 

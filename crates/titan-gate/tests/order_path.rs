@@ -212,7 +212,15 @@ async fn fire_and_forget_orders_are_forwarded_concurrently() {
     })
     .await
     .unwrap();
-    assert_eq!(harness.status()["orders"]["admitted"], count);
+    // The stream stores an order before its acknowledgement reaches the gate, which counts
+    // the order as admitted only then.
+    titan_gate_test_support::wait_until(WAIT, "the gate to count every acknowledgement", || async {
+        harness.status()["orders"]["admitted"] == count
+    })
+    .await
+    .unwrap_or_else(|error| panic!("{error}: {}", harness.status()));
+    let mut stream = harness.jetstream.get_stream("TITAN_CMD").await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, count, "no order is stored twice");
 }
 
 #[tokio::test]

@@ -150,6 +150,7 @@ fn bad_settings_error_hides_secrets() {
             .arg("run")
             .env_clear()
             .env("NATS_URL", format!("nats://{NATS_USER}:{NATS_PASSWORD}@127.0.0.1:1"))
+            .env("NATS_USER", NATS_USER)
             .env("NATS_PASSWORD", NATS_PASSWORD)
             .env("TITAN_HMAC_SECRET", HYGIENE_V1_SECRET)
             .env(variable, value)

@@ -8,8 +8,10 @@ use futures::StreamExt;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::config::{DEFAULT_NATS_URL, ENV_NATS_CREDS, ENV_NATS_PASSWORD, ENV_NATS_URL, ENV_NATS_USER, Environment};
+use crate::cli::NatsAuthArgs;
+use crate::config::{DEFAULT_NATS_URL, ENV_NATS_URL, Environment};
 use crate::control::STATUS_SUBJECT;
+use crate::nats_auth::{NatsAuthSettings, connect_error_hint};
 use crate::run::redact_url;
 
 /// Returns the NATS URL: `--nats-url`, else `NATS_URL`, else the default.
@@ -24,28 +26,34 @@ fn env_text(env: &Environment, name: &str) -> Option<String> {
     env.get(name).filter(|value| !value.is_empty()).cloned()
 }
 
-/// Connects once, with the credentials from `NATS_USER`/`NATS_PASSWORD` or `NATS_CREDS`,
-/// giving up after `timeout`. The client does not retry, because an operator needs the error now.
-pub(super) async fn connect(url: &str, env: &Environment, timeout: Duration) -> anyhow::Result<async_nats::Client> {
+/// Connects once, with the credentials and TLS files from the flags, else the `NATS_*`
+/// variables, giving up after `timeout`. The client does not retry, because an operator
+/// needs the error now.
+pub(super) async fn connect(
+    url: &str,
+    auth_args: &NatsAuthArgs,
+    env: &Environment,
+    timeout: Duration,
+) -> anyhow::Result<async_nats::Client> {
     let shown = redact_url(url);
-    let mut options = ConnectOptions::new().name("titan-gate-cli").connection_timeout(timeout);
-    if let (Some(user), Some(password)) = (env_text(env, ENV_NATS_USER), env_text(env, ENV_NATS_PASSWORD)) {
-        options = options.user_and_password(user, password);
-    }
-    if let Some(creds) = env_text(env, ENV_NATS_CREDS) {
-        options = options
-            .credentials_file(&creds)
-            .await
-            .with_context(|| format!("cannot read the NATS credentials file {creds} ({ENV_NATS_CREDS})"))?;
-    }
+    let auth = auth_args
+        .settings()
+        .with_defaults_from(NatsAuthSettings::from_env(env))
+        .load()
+        .map_err(|errors| anyhow::anyhow!("invalid NATS settings:\n  - {}", errors.join("\n  - ")))?;
+    let options = ConnectOptions::new().name("titan-gate-cli").connection_timeout(timeout);
+    let options = auth.apply(options).map_err(anyhow::Error::msg)?;
 
     let servers = crate::config::parse_server_list(url)
         .map_err(|error| anyhow::anyhow!("invalid NATS URL in --nats-url or {ENV_NATS_URL}: {error}"))?;
     match tokio::time::timeout(timeout, options.connect(servers.as_slice())).await {
         Ok(Ok(client)) => Ok(client),
-        Ok(Err(error)) => anyhow::bail!(
-            "cannot connect to NATS at {shown}: {error}; check that nats-server runs there, or pass --nats-url or set {ENV_NATS_URL}"
-        ),
+        Ok(Err(error)) => match connect_error_hint(&error.to_string()) {
+            Some(hint) => anyhow::bail!("cannot connect to NATS at {shown}: {error:#}; {hint}"),
+            None => anyhow::bail!(
+                "cannot connect to NATS at {shown}: {error:#}; check that nats-server runs there, or pass --nats-url or set {ENV_NATS_URL}"
+            ),
+        },
         Err(_) => anyhow::bail!(
             "connecting to NATS at {shown} timed out after {} ms; check the address, or pass --nats-url or set {ENV_NATS_URL}",
             timeout.as_millis()
@@ -121,7 +129,8 @@ mod tests {
 
     #[tokio::test]
     async fn connect_names_invalid_entry() {
-        let error = connect("nats://127.0.0.1:1,ftp://x", &Environment::new(), Duration::from_millis(100))
+        let args = crate::cli::NatsAuthArgs::default();
+        let error = connect("nats://127.0.0.1:1,ftp://x", &args, &Environment::new(), Duration::from_millis(100))
             .await
             .expect_err("an invalid entry is rejected before connecting");
         let text = error.to_string();

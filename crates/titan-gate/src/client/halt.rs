@@ -199,7 +199,7 @@ async fn publish_and_report(
     timeout: Duration,
 ) -> anyhow::Result<ExitCode> {
     let url = nats_url(args.nats_url.as_deref(), env);
-    let client = connect(&url, env, timeout).await?;
+    let client = connect(&url, &args.nats_auth, env, timeout).await?;
 
     let mut events = client
         .subscribe(COMMAND_EVENT_SUBJECT)

@@ -43,7 +43,7 @@ pub(super) async fn recover_state(args: &RecoverStateArgs, env: &Environment) ->
     let timeout = Duration::from_millis(args.timeout_ms);
     let bucket = state_bucket(args.bucket.as_deref(), env);
 
-    let client = connect(&nats_url(args.nats_url.as_deref(), env), env, timeout).await?;
+    let client = connect(&nats_url(args.nats_url.as_deref(), env), &args.nats_auth, env, timeout).await?;
     let jetstream = async_nats::jetstream::new(client);
     let Some(store) = StateStore::open_existing(&jetstream, &bucket, timeout).await? else {
         anyhow::bail!(

@@ -58,7 +58,7 @@ impl ReplicaStatus {
 pub(super) async fn status(args: &StatusArgs, env: &Environment) -> anyhow::Result<ExitCode> {
     let timeout = wait_timeout(&args.client)?;
     let url = nats_url(args.client.nats_url.as_deref(), env);
-    let client = connect(&url, env, timeout).await?;
+    let client = connect(&url, &args.client.nats_auth, env, timeout).await?;
 
     let mut replies = request_status(&client).await?;
     let messages = collect_until(&mut replies, Instant::now() + timeout).await;

@@ -60,7 +60,7 @@ pub(super) async fn timeline(args: &TimelineArgs, env: &Environment) -> anyhow::
     anyhow::ensure!(args.timeout_ms > 0, "--timeout-ms is 0; give the time to wait in milliseconds, such as 2000");
     let wait = Duration::from_millis(args.timeout_ms);
     let url = nats_url(args.nats_url.as_deref(), env);
-    let client = connect(&url, env, wait).await?;
+    let client = connect(&url, &args.nats_auth, env, wait).await?;
 
     let since_ms = now_ms().saturating_sub(i64::try_from(since.as_millis()).unwrap_or(i64::MAX));
     let records = read_records(&client, since_ms, wait, &url).await?;

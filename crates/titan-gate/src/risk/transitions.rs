@@ -70,9 +70,11 @@ impl Transitions {
     /// loosens a halt that an operator or another control set. The trip's notice is
     /// published once its write lands.
     pub fn trip(&self, control: Control, change: &Change) -> Option<Applied> {
+        // Locked before the change applies: the state task can land its write and look for
+        // the trip before this function returns, and must then wait to find it here.
+        let mut pending = self.pending_trips.lock().unwrap_or_else(PoisonError::into_inner);
         let applied = self.apply_if(change, |state| mode_of(state, change) < change.mode)?;
         counter!(RISK_TRIPS_TOTAL, "control" => control.label(), "action" => "trip").increment(1);
-        let mut pending = self.pending_trips.lock().unwrap_or_else(PoisonError::into_inner);
         if pending.len() >= MAX_PENDING_TRIPS {
             let dropped = pending.pop_front();
             error!(limit = MAX_PENDING_TRIPS, dropped = ?dropped, "Too many trips wait for the state store; the oldest loses its halt notice");

@@ -4,6 +4,7 @@
 #![allow(dead_code, reason = "each test binary uses a different part of the harness")]
 
 pub mod stale;
+pub mod users;
 
 use std::time::Duration;
 
