@@ -165,6 +165,7 @@ async fn rotation_keeps_orders_flowing() {
     tokio::time::timeout(WAIT, flow).await.expect("the order flow stops").expect("the order flow did not panic");
     let sent = tally.sent.load(Ordering::SeqCst);
     let admitted = tally.admitted.load(Ordering::SeqCst);
+    eprintln!("order flow during the rotation: {sent} sent, {admitted} admitted");
     assert_eq!(tally.failed_requests.load(Ordering::SeqCst), 0, "every order got a reply");
     assert_eq!(tally.rejected.load(Ordering::SeqCst), 0, "no order signed by a key in force was rejected");
     assert_eq!(admitted, sent, "every order sent was admitted");
