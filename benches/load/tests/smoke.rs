@@ -1,0 +1,62 @@
+//! Runs the load generator for about a second per path against a real nats-server and
+//! gate, and checks that every path and both halt levels report figures. It checks no
+//! timing: this machine's load decides those.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+const LOAD_BINARY: &str = env!("CARGO_BIN_EXE_titan-gate-load");
+
+/// The gate binary that `cargo test --workspace` builds beside this package's binary.
+fn gate_binary() -> PathBuf {
+    let binary = PathBuf::from(LOAD_BINARY).with_file_name("titan-gate");
+    assert!(binary.is_file(), "{} not found; build it with `cargo build -p titan-gate`", binary.display());
+    binary
+}
+
+#[test]
+fn every_path_reports_admitted_orders() {
+    let output = Command::new(LOAD_BINARY)
+        .args(["--duration", "1s", "--warmup", "200ms", "--halts", "2", "--json", "-", "--gate-binary"])
+        .arg(gate_binary())
+        .output()
+        .expect("the load generator runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "exit {}; stderr:\n{stderr}", output.status);
+    let report: Value = serde_json::from_slice(&output.stdout).expect("stdout is the JSON report");
+
+    let paths = report["paths"].as_array().expect("paths is an array");
+    let names: Vec<&str> = paths.iter().filter_map(|path| path["path"].as_str()).collect();
+    assert_eq!(names, ["direct", "forwarder", "gate"]);
+    for path in paths {
+        assert!(path["admitted"].as_u64() > Some(0), "no admitted orders: {path}");
+        assert!(path["throughput_per_s"].as_f64() > Some(0.0), "no throughput: {path}");
+        assert!(path["p50_us"].as_f64() > Some(0.0), "no latency: {path}");
+    }
+    assert!(report["gate_over_forwarder"]["throughput"].as_f64() > Some(0.0), "{report}");
+    assert!(report["gate_peak_rss_kib"].as_u64() > Some(0), "{report}");
+
+    let halts = report["halt_to_effect"].as_array().expect("halt_to_effect is an array");
+    let levels: Vec<u64> = halts.iter().filter_map(|halt| halt["load_percent"].as_u64()).collect();
+    assert_eq!(levels, [50, 100]);
+    for halt in halts {
+        assert_eq!(halt["halts"], 2, "{halt}");
+        assert_eq!(halt["without_effect"], 0, "a halt had no system_halted verdict: {halt}");
+        assert_eq!(halt["admitted_after_halt"], 0, "orders passed a halt: {halt}");
+    }
+}
+
+#[test]
+fn missing_gate_binary_names_build_command() {
+    let output = Command::new(LOAD_BINARY)
+        .args(["--duration", "1s", "--gate-binary", "/nonexistent/titan-gate"])
+        .output()
+        .expect("the load generator runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+
+    assert!(!output.status.success(), "stderr:\n{stderr}");
+    assert!(stderr.contains("/nonexistent/titan-gate"), "{stderr}");
+    assert!(stderr.contains("cargo build --release -p titan-gate"), "{stderr}");
+}
