@@ -34,8 +34,8 @@ pub struct HaltProbe {
 
 #[derive(Debug, Default)]
 struct ProbeState {
-    /// Receive time of the first `system_halted` reply per epoch.
-    first_halted_reply: BTreeMap<u64, Instant>,
+    /// Send and receive time of the first `system_halted` reply per epoch.
+    first_halted_reply: BTreeMap<u64, (Instant, Instant)>,
     /// Send time and epoch of every admitted order.
     admitted: Vec<(Instant, u64)>,
 }
@@ -54,6 +54,9 @@ struct AppliedHalt {
 pub struct HaltStats {
     /// Halt publish to first `system_halted` verdict, in nanoseconds.
     pub effect: Histogram<u64>,
+    /// The same, but from the first rejected order's send time when that order was sent
+    /// after the halt's publish: it leaves out the wait for the producer's next order.
+    pub effect_after_send: Histogram<u64>,
     pub halts: u32,
     /// Halts whose epoch never produced a `system_halted` verdict.
     pub without_effect: u32,
@@ -69,7 +72,7 @@ impl HaltProbe {
         let mut state = self.state.lock().expect("probe lock");
         match &verdict.outcome {
             Outcome::Rejected(reason) if reason == "system_halted" => {
-                state.first_halted_reply.entry(epoch).or_insert(received);
+                state.first_halted_reply.entry(epoch).or_insert((sent, received));
             }
             Outcome::Admitted => state.admitted.push((sent, epoch)),
             _ => {}
@@ -79,16 +82,21 @@ impl HaltProbe {
     fn summarize(&self, halts: &[AppliedHalt]) -> anyhow::Result<HaltStats> {
         let state = self.state.lock().expect("probe lock");
         let mut effect = Histogram::new_with_bounds(1, 60_000_000_000, 3).context("histogram bounds")?;
+        let mut effect_after_send = effect.clone();
         let mut without_effect = 0;
         for halt in halts {
-            match state.first_halted_reply.get(&halt.epoch) {
-                Some(first) => effect.saturating_record(nanos(first.saturating_duration_since(halt.published)).max(1)),
-                None => without_effect += 1,
-            }
+            let Some(&(sent, received)) = state.first_halted_reply.get(&halt.epoch) else {
+                without_effect += 1;
+                continue;
+            };
+            effect.saturating_record(nanos(received.saturating_duration_since(halt.published)).max(1));
+            let start = sent.max(halt.published);
+            effect_after_send.saturating_record(nanos(received.saturating_duration_since(start)).max(1));
         }
         let admitted_after_halt = state.admitted.iter().filter(|(sent, epoch)| violates(halts, *sent, *epoch)).count();
         Ok(HaltStats {
             effect,
+            effect_after_send,
             halts: u32::try_from(halts.len()).unwrap_or(u32::MAX),
             without_effect,
             admitted_after_halt: admitted_after_halt as u64,

@@ -118,7 +118,7 @@ async fn measure(args: LoadArgs) -> anyhow::Result<()> {
                     let halt_stats = measure_halts(&broker, &producer, &factory, spec, rate, halts).await?;
                     halt_reports.push(HaltReport::new(*percent, rate, &halt_stats, *target));
                 }
-                drop(gate);
+                stop_gate(gate);
                 stats
             }
         };
@@ -155,6 +155,14 @@ async fn measure_halts(
     let (load, halt_stats) = tokio::join!(load, run_halts(&operator, &probe, halts, warmup));
     load?;
     halt_stats
+}
+
+/// Stops the gate with SIGTERM, so a profiler wrapped around it can write its output,
+/// and kills it if it has not exited after 10 s.
+fn stop_gate(mut gate: setup::Gate) {
+    if let Err(error) = gate.process.stop(Duration::from_secs(10)) {
+        eprintln!("titan-gate-load: stopping the gate failed: {error}");
+    }
 }
 
 /// Returns `percent` % of `throughput`, at least 1 order per second.

@@ -80,6 +80,10 @@ pub struct HaltReport {
     pub p50_us: f64,
     pub p99_us: f64,
     pub max_us: f64,
+    /// Percentiles of the effect timed from the first rejected order's send time when
+    /// that order left after the halt's publish.
+    pub after_send_p50_us: f64,
+    pub after_send_p99_us: f64,
     pub target_p99_us: f64,
     pub p99_met: bool,
     pub admitted_after_halt: u64,
@@ -143,6 +147,8 @@ impl HaltReport {
             p50_us: quantile_us(&stats.effect, 0.5),
             p99_us,
             max_us: micros(stats.effect.max()),
+            after_send_p50_us: quantile_us(&stats.effect_after_send, 0.5),
+            after_send_p99_us: quantile_us(&stats.effect_after_send, 0.99),
             target_p99_us,
             p99_met: p99_us <= target_p99_us && stats.without_effect == 0,
             admitted_after_halt: stats.admitted_after_halt,
@@ -235,6 +241,11 @@ impl Report {
                 halt.target_p99_us,
                 met(halt.p99_met),
                 halt.without_effect
+            )?;
+            writeln!(
+                out,
+                "  from the first rejected order's send, when later than the halt: p50 {:.1} µs, p99 {:.1} µs",
+                halt.after_send_p50_us, halt.after_send_p99_us
             )?;
             writeln!(
                 out,
