@@ -6,16 +6,14 @@
 //! the signed fixture (done in the untimed setup), the atomic load of the state, and
 //! everything after the decision: forwarding, acknowledgement and reporting.
 
+mod common;
+
 use std::cell::RefCell;
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use titan_gate_benches::{NOW_MS, SUBJECT, TAIL, V2_KEY_ID, keyring, v1_order, v2_order};
+use titan_gate_benches::{NOW_MS, REPLAY_CAPACITY, SUBJECT, TAIL, keyring, refill, v1_order};
 use titan_gate_core::{Context, Decision, HaltState, Mode, Order, OrderHeaders, Policy, ReplayMemory};
-
-/// Replay memory is replaced in the untimed setup once it holds this many nonces, so
-/// it stays at a realistic size without growing for the whole run.
-const REPLAY_REFILL_AT: usize = 500_000;
 
 fn decision(c: &mut Criterion) {
     let keyring = keyring();
@@ -23,7 +21,7 @@ fn decision(c: &mut Criterion) {
     let running = HaltState::initial(Mode::Running, "bench", 0);
     let halted = HaltState::initial(Mode::HardHalt, "bench", 0);
     let context = Context { state: &running, keyring: &keyring, policy: &policy, now_ms: NOW_MS };
-    let replay = RefCell::new(ReplayMemory::new(1 << 20));
+    let replay = RefCell::new(ReplayMemory::new(REPLAY_CAPACITY));
     let mut sequence = 0u64;
     let mut scratch = String::with_capacity(1024);
 
@@ -45,29 +43,8 @@ fn decision(c: &mut Criterion) {
         );
     });
 
-    let timestamp = NOW_MS.to_string();
     group.bench_function("v2_signed", |b| {
-        b.iter_batched(
-            || {
-                refill(&replay);
-                sequence += 1;
-                v2_order(sequence)
-            },
-            |(body, nonce, signature)| {
-                let headers = OrderHeaders {
-                    msg_id: None,
-                    key_id: Some(V2_KEY_ID),
-                    timestamp: Some(&timestamp),
-                    nonce: Some(&nonce),
-                    signature: Some(&signature),
-                };
-                let order = Order { subject: SUBJECT, tail: TAIL, body: &body, headers };
-                let decision = titan_gate_core::decide(&order, &context, &mut replay.borrow_mut(), &mut scratch);
-                assert!(matches!(decision, Decision::Admit(_)), "{decision:?}");
-                black_box(decision)
-            },
-            BatchSize::SmallInput,
-        );
+        common::time_admitted_v2(b, &context, &replay, &mut sequence, &mut scratch);
     });
 
     let halted_context = Context { state: &halted, ..context };
@@ -81,12 +58,6 @@ fn decision(c: &mut Criterion) {
         });
     });
     group.finish();
-}
-
-fn refill(replay: &RefCell<ReplayMemory>) {
-    if replay.borrow().len() >= REPLAY_REFILL_AT {
-        *replay.borrow_mut() = ReplayMemory::new(1 << 20);
-    }
 }
 
 criterion_group!(benches, decision);

@@ -24,13 +24,12 @@ use std::cell::RefCell;
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use titan_gate_benches::{NOW_MS, SUBJECT, V1_SECRET, V2_KEY_ID, V2_SECRET, v1_order, v2_order};
+use titan_gate_benches::{
+    NOW_MS, REPLAY_CAPACITY, SUBJECT, V1_SECRET, V2_KEY_ID, V2_SECRET, refill, v1_order, v2_order,
+};
 use titan_gate_core::envelope::Envelope;
 use titan_gate_core::keyring::DEFAULT_KEY_ID;
 use titan_gate_core::{Key, ReplayMemory, json, signature};
-
-/// Replay memory is replaced in the untimed setup once it contains this many nonces.
-const REPLAY_REFILL_AT: usize = 500_000;
 
 /// The clock window of the default policy, so nonces expire as they do in `decide`.
 const CLOCK_WINDOW_MS: i64 = 30_000;
@@ -95,15 +94,13 @@ fn hmac(c: &mut Criterion) {
 }
 
 fn replay(c: &mut Criterion) {
-    let memory = RefCell::new(ReplayMemory::new(1 << 20));
+    let memory = RefCell::new(ReplayMemory::new(REPLAY_CAPACITY));
     let mut sequence = 0u64;
 
     c.bench_function("replay/insert", |b| {
         b.iter_batched_ref(
             || {
-                if memory.borrow().len() >= REPLAY_REFILL_AT {
-                    *memory.borrow_mut() = ReplayMemory::new(1 << 20);
-                }
+                refill(&memory);
                 sequence += 1;
                 format!("{sequence:032x}")
             },

@@ -1,8 +1,10 @@
 //! Shared fixtures of the titan-gate benchmarks: a realistic Titan intent and its
 //! signed forms.
 
+use std::cell::RefCell;
+
 use titan_gate_core::keyring::DEFAULT_KEY_ID;
-use titan_gate_core::{Key, Keyring, Role, json, signature};
+use titan_gate_core::{Key, Keyring, OrderHeaders, ReplayMemory, Role, json, signature};
 
 /// The gate's clock in every benchmark, epoch milliseconds.
 pub const NOW_MS: i64 = 1_764_806_400_000;
@@ -16,6 +18,11 @@ pub const V2_SECRET: &[u8] = b"strategy-bench-secret";
 pub const SUBJECT: &str = "titan.gate.execution.place.v1.binance.main.BTC_USDT";
 /// The subject's tail after the intake prefix.
 pub const TAIL: &str = "binance.main.BTC_USDT";
+/// Replay memory is replaced in the untimed setup once it contains this many nonces, so
+/// it stays at a realistic size without growing for the whole run.
+pub const REPLAY_REFILL_AT: usize = 500_000;
+/// Capacity of each replay memory the benchmarks create.
+pub const REPLAY_CAPACITY: usize = 1 << 20;
 
 /// A Titan intent payload of about 330 bytes with a full-precision double, as the
 /// brain produces them; the envelope around it makes about 400 bytes.
@@ -52,4 +59,24 @@ pub fn v2_order(sequence: u64) -> (Vec<u8>, String, String) {
     let key = Key::new(V2_KEY_ID, V2_SECRET, vec![]);
     let signature = signature::sign_v2(&key, SUBJECT, &NOW_MS.to_string(), &nonce, &body);
     (body, nonce, signature)
+}
+
+/// Replaces the replay memory with an empty one once it contains [`REPLAY_REFILL_AT`]
+/// nonces. Call it in the untimed setup.
+pub fn refill(replay: &RefCell<ReplayMemory>) {
+    if replay.borrow().len() >= REPLAY_REFILL_AT {
+        *replay.borrow_mut() = ReplayMemory::new(REPLAY_CAPACITY);
+    }
+}
+
+/// Builds the v2 headers of an order signed by [`V2_KEY_ID`], from the parts
+/// [`v2_order`] returns.
+pub fn v2_headers<'a>(timestamp: &'a str, nonce: &'a str, signature: &'a str) -> OrderHeaders<'a> {
+    OrderHeaders {
+        msg_id: None,
+        key_id: Some(V2_KEY_ID),
+        timestamp: Some(timestamp),
+        nonce: Some(nonce),
+        signature: Some(signature),
+    }
 }

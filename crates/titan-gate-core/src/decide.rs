@@ -9,7 +9,12 @@ use crate::keyring::{DEFAULT_KEY_ID, KeyError, Keyring, Role};
 use crate::reason::Reason;
 use crate::replay::{ReplayError, ReplayMemory};
 use crate::signature::{self, SignatureError};
-use crate::state::{HaltState, Mode, Scope, ScopeKind};
+use crate::state::{HaltState, Mode, Scope};
+
+mod halt;
+
+pub use halt::check_halt;
+use halt::{Route, Strictest, halted};
 
 /// Default largest order body, in bytes.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 64 * 1024;
@@ -155,9 +160,9 @@ fn decide_inner(
     let Some(route) = Route::parse(order.tail) else {
         return Err(Rejection::new(Reason::Malformed, "subject must end in {venue}.{account}.{symbol}"));
     };
-    let (mode, scope) = route_mode(state, &route);
-    if mode == Mode::HardHalt {
-        return Err(halted(scope, mode));
+    let route_strictest = Strictest::of_route(state, &route);
+    if route_strictest.mode == Mode::HardHalt {
+        return Err(route_strictest.rejection());
     }
 
     if order.body.len() > context.policy.max_payload_bytes {
@@ -169,7 +174,7 @@ fn decide_inner(
     let envelope = Envelope::read(&value).map_err(|error| Rejection::new(Reason::Malformed, error.to_string()))?;
     let strategy = envelope.strategy();
     let reducing = envelope.intent.intent_type.is_reducing();
-    check_modes(state, &route, strategy, reducing)?;
+    route_strictest.with_strategy(state, strategy).check(reducing)?;
 
     let key_id = check_signatures(order, &envelope, context, scratch)?;
     check_nonces(order, &envelope, context, replay)?;
@@ -181,80 +186,6 @@ fn decide_inner(
         strategy: strategy.to_owned(),
         reducing,
     })
-}
-
-/// The routing tokens of an order subject.
-struct Route<'a> {
-    venue: &'a str,
-    account: &'a str,
-    symbol: &'a str,
-}
-
-impl<'a> Route<'a> {
-    fn parse(tail: &'a str) -> Option<Self> {
-        let (venue, rest) = tail.split_once('.')?;
-        let (account, symbol) = rest.split_once('.')?;
-        let complete = !symbol.contains('.') && !venue.is_empty() && !account.is_empty() && !symbol.is_empty();
-        complete.then_some(Route { venue, account, symbol })
-    }
-}
-
-/// Returns the strictest mode among the global one and the subject's scopes, and the
-/// scope it came from (`None` for the global mode).
-fn route_mode(state: &HaltState, route: &Route<'_>) -> (Mode, Option<Scope>) {
-    let mut mode = state.global.mode;
-    let mut scope = None;
-    for (kind, value) in
-        [(ScopeKind::Venue, route.venue), (ScopeKind::Account, route.account), (ScopeKind::Symbol, route.symbol)]
-    {
-        raise_mode(state, kind, value, &mut mode, &mut scope);
-    }
-    (mode, scope)
-}
-
-/// Checks an order against every mode that applies to it: global, venue, account, symbol
-/// and strategy. The forwarder calls this again just before publishing when the state
-/// changed after the decision, so a halt applied in between still stops the order.
-pub fn check_halt(state: &HaltState, tail: &str, strategy: &str, reducing: bool) -> Result<(), Rejection> {
-    let route = Route::parse(tail)
-        .ok_or_else(|| Rejection::new(Reason::Malformed, "subject must end in {venue}.{account}.{symbol}"))?;
-    check_modes(state, &route, strategy, reducing)
-}
-
-fn check_modes(state: &HaltState, route: &Route<'_>, strategy: &str, reducing: bool) -> Result<(), Rejection> {
-    let (mut mode, mut scope) = route_mode(state, route);
-    raise_mode(state, ScopeKind::Strategy, strategy, &mut mode, &mut scope);
-    match mode {
-        Mode::HardHalt => Err(halted(scope, mode)),
-        Mode::SoftHalt if !reducing => Err(halted(scope, mode)),
-        _ => Ok(()),
-    }
-}
-
-/// Raises `mode` to the scope's mode when that is stricter, remembering which scope it was.
-fn raise_mode(state: &HaltState, kind: ScopeKind, value: &str, mode: &mut Mode, scope: &mut Option<Scope>) {
-    if !state.has_scopes(kind) {
-        return;
-    }
-    let scoped = state.scoped_mode(kind, value);
-    if scoped > *mode {
-        *mode = scoped;
-        *scope = Some(Scope::new(kind, value));
-    }
-}
-
-fn halted(scope: Option<Scope>, mode: Mode) -> Rejection {
-    let (reason, detail): (Reason, Cow<'static, str>) = match (&scope, mode) {
-        (None, Mode::HardHalt) => (Reason::SystemHalted, Cow::Borrowed("the gate is in HARD_HALT")),
-        (None, _) => {
-            (Reason::ReduceOnly, Cow::Borrowed("the gate is in SOFT_HALT: only CLOSE, CLOSE_LONG and CLOSE_SHORT pass"))
-        }
-        (Some(scope), Mode::HardHalt) => (Reason::SystemHalted, format!("{scope} is in HARD_HALT").into()),
-        (Some(scope), _) => {
-            (Reason::ReduceOnly, format!("{scope} is in SOFT_HALT: only CLOSE, CLOSE_LONG and CLOSE_SHORT pass").into())
-        }
-    };
-    Rejection { reason, detail, halted_scope: scope }
 }
 
 /// Checks every signature present and that the policy's required one is among them.

@@ -10,6 +10,7 @@ pub mod json;
 pub mod keyring;
 pub mod reason;
 pub mod replay;
+pub mod risk;
 pub mod signature;
 pub mod spend;
 pub mod state;

@@ -1,8 +1,11 @@
-//! The audit trail: one record per halt state transition a command caused, appended to
-//! the `TITAN_GATE_AUDIT` JetStream stream and published on `titan.evt.gate.state.v1`.
+//! The audit trail: one record per halt state transition a gate applied, by command or on
+//! its own, appended to the `TITAN_GATE_AUDIT` JetStream stream and published on
+//! `titan.evt.gate.state.v1`.
 //!
-//! The control plane queues a record after the transition is in force, and a task of its
-//! own writes it, so a slow or missing stream never delays a halt.
+//! A record is queued after the transition is in force, and a task of its own writes it,
+//! so a slow or missing stream never delays a halt. While the broker is unreachable the
+//! records wait in the bounded queue, in order, and are written after the reconnect. A
+//! record is lost when the queue is full (logged at ERROR) or the process stops first.
 
 use std::time::Duration;
 
@@ -52,18 +55,34 @@ pub struct AuditRecord {
     ///
     /// NOTE: the count covers the whole halt state, not only this record's scope.
     pub rejected_under_previous: u64,
-    /// True for a halt the gate applied on its own and never stored.
-    ///
-    /// NOTE: the gate does not record its `STATE_UNKNOWN` and `CONTROL_PLANE_LOST` halts yet,
-    /// so every record it writes has `false`.
+    /// True for a transition the gate made on its own and did not store: a `STATE_UNKNOWN`
+    /// or `CONTROL_PLANE_LOST` halt (`command` `local_halt`) or its clearing (`local_clear`).
     #[serde(default)]
     pub local_only: bool,
+    /// For the record of an on-halt action, the action and its outcome; `None` for a transition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<ActionOutcome>,
+}
+
+/// One on-halt action published when a global `HARD_HALT` began.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionOutcome {
+    /// The action's position in the configured list, from 0.
+    pub index: usize,
+    pub subject: String,
+    /// `published`, or `failed: {error}`.
+    pub outcome: String,
 }
 
 impl AuditRecord {
     /// Returns the `Nats-Msg-Id` of the record, so the stream drops a retried duplicate.
     pub fn message_id(&self) -> String {
-        format!("{}:{}:{}", self.gate_id, self.epoch, self.scope)
+        match &self.action {
+            None => format!("{}:{}:{}", self.gate_id, self.epoch, self.scope),
+            Some(action) => {
+                format!("{}:{}:{}:action:{}:{}", self.gate_id, self.epoch, self.scope, action.index, self.time_ms)
+            }
+        }
     }
 }
 
@@ -73,14 +92,31 @@ pub struct AuditLog {
     queue: mpsc::Sender<AuditRecord>,
 }
 
-impl AuditLog {
+/// The receiving side of the audit queue, until its writer task starts.
+#[derive(Debug)]
+pub struct AuditQueue {
+    records: mpsc::Receiver<AuditRecord>,
+}
+
+impl AuditQueue {
     /// Starts the writer task on `client`, the control connection, which first creates the
     /// audit stream if it is missing. Must be called inside a Tokio runtime.
-    pub fn start(client: async_nats::Client, replicas: usize) -> Self {
-        let (queue, records) = mpsc::channel(QUEUE_CAPACITY);
+    pub fn start_writer(self, client: async_nats::Client, replicas: usize) {
         let writer = Writer { client: client.clone(), jetstream: async_nats::jetstream::new(client), replicas };
-        tokio::spawn(writer.run(records));
-        Self { queue }
+        tokio::spawn(writer.run(self.records));
+    }
+
+    /// Removes and returns the oldest queued record, if any, without waiting.
+    pub fn try_next(&mut self) -> Option<AuditRecord> {
+        self.records.try_recv().ok()
+    }
+}
+
+impl AuditLog {
+    /// Creates the queue, which holds up to 1,024 records; records queue up until a writer starts.
+    pub fn new() -> (Self, AuditQueue) {
+        let (queue, records) = mpsc::channel(QUEUE_CAPACITY);
+        (Self { queue }, AuditQueue { records })
     }
 
     /// Queues a record without waiting. A full or closed queue drops it with an error log.
@@ -92,6 +128,23 @@ impl AuditLog {
             error!(error = %error, halt.epoch = record.epoch, halt.scope = %record.scope, "Audit record dropped: the audit queue is full or closed");
         }
     }
+}
+
+/// Logs a transition at WARN with every field of its audit record.
+pub fn log_transition(record: &AuditRecord) {
+    warn!(
+        halt.scope = %record.scope,
+        halt.from = %record.from,
+        halt.to = %record.to,
+        halt.reason = %record.reason,
+        halt.operator = record.operator.as_deref().unwrap_or(""),
+        halt.key_id = record.key_id.as_deref().unwrap_or(""),
+        halt.epoch = record.epoch,
+        halt.rejected_under_previous = record.rejected_under_previous,
+        halt.command = %record.command,
+        gate_id = %record.gate_id,
+        "Halt state changed"
+    );
 }
 
 /// The task that writes queued records.
@@ -184,6 +237,7 @@ mod tests {
             command: "halt".to_owned(),
             rejected_under_previous: 0,
             local_only: false,
+            action: None,
         };
         assert_eq!(record.message_id(), "gate-a:7:venue:okx");
     }

@@ -9,6 +9,13 @@ use std::time::Duration;
 use serde::Deserialize;
 use titan_gate_core::{Mode, SignaturePolicy};
 
+pub use self::nats_url::parse_server_list;
+
+mod nats_url;
+
+mod risk;
+pub use risk::*;
+
 /// Exit code for bad configuration (`EX_CONFIG` would be 78; the contract fixes 64, `EX_USAGE`).
 pub const EXIT_BAD_CONFIG: i32 = 64;
 
@@ -102,6 +109,10 @@ pub struct FileSettings {
     pub state_replicas: Option<usize>,
     pub control_plane_lost_after_ms: Option<u64>,
     pub control_plane_lost_latch: Option<bool>,
+    pub heartbeat: Option<HeartbeatFile>,
+    pub rate_limit: Option<RateLimitFile>,
+    pub security_breaker: Option<SecurityBreakerFile>,
+    pub on_halt_action: Option<Vec<OnHaltActionFile>>,
 }
 
 /// Settings given as flags to `titan-gate run`; they override everything else.
@@ -146,12 +157,17 @@ pub struct Settings {
     /// Keeps the local `CONTROL_PLANE_LOST` halt after the reconnect and the re-read of the
     /// stored state, until a signed resume lifts it.
     pub control_plane_lost_latch: bool,
+    /// The automatic risk controls: dead-man switch, rate and security breakers, on-halt actions.
+    pub risk: RiskSettings,
 }
 
 /// How to reach NATS.
 #[derive(Clone, Debug)]
 pub struct NatsSettings {
+    /// `nats_url` as given: one URL or a comma-separated list.
     pub url: String,
+    /// The servers of `url`, in order. The client connects to one at random and fails over to the others.
+    pub servers: Vec<async_nats::ServerAddr>,
     pub user: Option<String>,
     pub password: Option<String>,
     pub creds: Option<PathBuf>,
@@ -206,12 +222,10 @@ impl Layers<'_> {
         let file = self.file;
         let nats_url = pick(flags.nats_url.clone(), self.env_text(ENV_NATS_URL), file.nats_url.clone())
             .unwrap_or_else(|| DEFAULT_NATS_URL.to_owned());
-        if !["nats://", "tls://", "ws://", "wss://"].iter().any(|scheme| nats_url.starts_with(scheme))
-            && nats_url.contains("://")
-        {
-            self.errors
-                .push(format!("nats_url ({ENV_NATS_URL}): {nats_url:?} has an unknown scheme; use nats:// or tls://"));
-        }
+        let nats_servers = parse_server_list(&nats_url).unwrap_or_else(|error| {
+            self.errors.push(format!("nats_url ({ENV_NATS_URL}): {error}"));
+            Vec::new()
+        });
         let http_text = pick(flags.http_addr.clone(), self.env_text(ENV_HTTP_ADDR), file.http_addr.clone())
             .unwrap_or_else(|| DEFAULT_HTTP_ADDR.to_owned());
         let http_addr = http_text.parse().unwrap_or_else(|_| {
@@ -329,9 +343,12 @@ impl Layers<'_> {
             ));
         }
 
+        let risk = self.risk(&forward_prefix);
+
         Settings {
             nats: NatsSettings {
                 url: nats_url,
+                servers: nats_servers,
                 user: pick(None, self.env_text(ENV_NATS_USER), file.nats_user.clone()),
                 password: pick(None, self.env_text(ENV_NATS_PASSWORD), file.nats_password.clone()),
                 creds: pick(None, self.env_text(ENV_NATS_CREDS).map(PathBuf::from), file.nats_creds.clone()),
@@ -361,6 +378,7 @@ impl Layers<'_> {
             state_replicas,
             control_plane_lost_after: Duration::from_millis(control_plane_lost_after_ms),
             control_plane_lost_latch,
+            risk,
         }
     }
 

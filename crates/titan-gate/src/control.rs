@@ -6,15 +6,17 @@ use std::sync::Arc;
 use async_nats::HeaderMap;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use titan_gate_core::command::{self, AuthError, Command, CommandDecision, HALT_SUBJECT, SignedMessage, Signer};
-use titan_gate_core::{HaltState, OrderHeaders, ReplayMemory, Role, Transition};
+use titan_gate_core::command::{
+    self, AuthError, Command, CommandDecision, CommandKind, HALT_SUBJECT, SignedMessage, Signer,
+};
+use titan_gate_core::{HaltState, OrderHeaders, ReplayMemory, Role};
 use tracing::{info, warn};
 
-use crate::audit::{AuditLog, AuditRecord};
 use crate::gate::Gate;
 use crate::keys::now_ms;
 use crate::metrics as gate_metrics;
 use crate::orders::{HEADER_KEY_ID, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP};
+use crate::risk::{self, NOTICE_SOURCE, RiskControls};
 
 /// Status request subject; every replica replies, since there is no queue group.
 pub const STATUS_SUBJECT: &str = "titan.gate.status.v1";
@@ -29,7 +31,7 @@ pub struct ControlPlane {
     gate: Arc<Gate>,
     client: async_nats::Client,
     replay: ReplayMemory,
-    audit: AuditLog,
+    risk: RiskControls,
 }
 
 /// The outcome of one command, as reported.
@@ -41,11 +43,10 @@ struct Outcome {
 }
 
 impl ControlPlane {
-    /// Creates the control plane on its own connection and starts its audit writer there.
-    /// Must be called inside a Tokio runtime.
-    pub fn new(gate: Arc<Gate>, client: async_nats::Client) -> Self {
-        let audit = AuditLog::start(client.clone(), gate.settings.state_replicas);
-        Self { gate, client, replay: ReplayMemory::new(COMMAND_REPLAY_CAPACITY), audit }
+    /// Creates the control plane on its own connection; `risk` applies and audits the
+    /// changes commands make.
+    pub fn new(gate: Arc<Gate>, client: async_nats::Client, risk: RiskControls) -> Self {
+        Self { gate, client, replay: ReplayMemory::new(COMMAND_REPLAY_CAPACITY), risk }
     }
 
     /// Subscribes to the halt subjects and the status subject (no queue group: every
@@ -92,7 +93,11 @@ impl ControlPlane {
             signature: header(HEADER_SIGNATURE),
         };
 
-        let role = command.required_role(&self.gate.state());
+        // A gate's notice is checked for the halt role it is signed with, even where the
+        // halt it announces would loosen a stricter mode.
+        let notice_claimed =
+            matches!(command.kind, CommandKind::Halt(_)) && command.source.as_deref() == Some(NOTICE_SOURCE);
+        let role = if notice_claimed { Role::Halt } else { command.required_role(&self.gate.state()) };
         let keyring = self.gate.keyring();
         let now = now_ms();
         let message = SignedMessage { subject, body, headers: order_headers };
@@ -101,28 +106,23 @@ impl ControlPlane {
         drop(keyring);
         let auth_label = auth_label(&authentication);
         log_authentication(&command, role, &authentication, subject);
+        if let Err(AuthError::Signature(_) | AuthError::MalformedHeaders(_)) = &authentication {
+            self.risk.security.record_failure("command");
+        }
+        if let (true, Ok(signer)) = (risk::is_gate_notice(&command, &authentication), &authentication) {
+            risk::notice::record_received(&command, subject, signer);
+            return;
+        }
 
         let outcome = match command::evaluate(&command, &authentication, &self.gate.state()) {
-            CommandDecision::Apply(change) => {
-                let (transition, previous, rejected_under_previous) = self.gate.apply(&change);
-                match transition {
-                    Transition::Applied(next) => {
-                        let next = Arc::new(next);
-                        let record = AuditRecord {
-                            rejected_under_previous,
-                            ..transition_record(&previous, &next, &command, change.key_id.as_deref(), &self.gate)
-                        };
-                        log_transition(&record);
-                        self.audit.append(record);
-                        Outcome { label: "applied", reason: command.reason.clone(), state: next }
-                    }
-                    Transition::Unchanged => Outcome {
-                        label: "unchanged",
-                        reason: format!("{} already in force", change.mode),
-                        state: self.gate.state().clone(),
-                    },
-                }
-            }
+            CommandDecision::Apply(change) => match self.risk.transitions.apply_if(&change, |_| true) {
+                Some(applied) => Outcome { label: "applied", reason: command.reason.clone(), state: applied.next },
+                None => Outcome {
+                    label: "unchanged",
+                    reason: format!("{} already in force", change.mode),
+                    state: self.gate.state().clone(),
+                },
+            },
             CommandDecision::Refuse(refusal) => {
                 warn!(command = command.kind.label(), scope = %scope_label(&command), reason = %refusal, "Command rejected; the state is unchanged");
                 Outcome { label: "refused", reason: refusal.to_string(), state: self.gate.state().clone() }
@@ -187,47 +187,6 @@ fn log_authentication(command: &Command, role: Role, authentication: &Result<Sig
             warn!(command = command.kind.label(), subject = %subject, error = %error, "HMAC Verification Failed");
         }
     }
-}
-
-/// Builds the audit record of a transition a command caused, with no rejections counted.
-fn transition_record(
-    previous: &HaltState,
-    next: &HaltState,
-    command: &Command,
-    key_id: Option<&str>,
-    gate: &Gate,
-) -> AuditRecord {
-    let mode_of =
-        |state: &HaltState| state.entry(command.scope.as_ref()).map_or("RUNNING", |entry| entry.mode.as_str());
-    AuditRecord {
-        from: mode_of(previous).to_owned(),
-        to: mode_of(next).to_owned(),
-        scope: scope_label(command),
-        reason: command.reason.clone(),
-        operator: command.operator.clone(),
-        key_id: key_id.map(str::to_owned),
-        epoch: next.epoch,
-        time_ms: now_ms(),
-        gate_id: gate.settings.gate_id.clone(),
-        command: command.kind.label().to_owned(),
-        rejected_under_previous: 0,
-        local_only: false,
-    }
-}
-
-fn log_transition(record: &AuditRecord) {
-    warn!(
-        halt.scope = %record.scope,
-        halt.from = %record.from,
-        halt.to = %record.to,
-        halt.reason = %record.reason,
-        halt.operator = record.operator.as_deref().unwrap_or(""),
-        halt.key_id = record.key_id.as_deref().unwrap_or(""),
-        halt.epoch = record.epoch,
-        halt.rejected_under_previous = record.rejected_under_previous,
-        gate_id = %record.gate_id,
-        "Halt state changed"
-    );
 }
 
 fn scope_label(command: &Command) -> String {

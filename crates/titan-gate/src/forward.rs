@@ -110,7 +110,7 @@ pub async fn publish(
 }
 
 /// Awaits the acknowledgement and classifies it.
-pub async fn await_ack(ack: PublishAckFuture, pending: &PendingForward) -> ForwardOutcome {
+pub async fn await_ack(gate: &Gate, ack: PublishAckFuture, pending: &PendingForward) -> ForwardOutcome {
     match ack.await {
         Ok(ack) if ack.duplicate => {
             let detail = format!(
@@ -127,17 +127,21 @@ pub async fn await_ack(ack: PublishAckFuture, pending: &PendingForward) -> Forwa
             histogram!(FORWARD_SECONDS).record(pending.started.elapsed());
             ForwardOutcome::Stored { sequence: ack.sequence }
         }
-        Err(error) => classify_error(&error, pending),
+        Err(error) => classify_error(gate, &error, pending),
     }
 }
 
-fn classify_error(error: &async_nats::jetstream::context::PublishError, pending: &PendingForward) -> ForwardOutcome {
+fn classify_error(
+    gate: &Gate,
+    error: &async_nats::jetstream::context::PublishError,
+    pending: &PendingForward,
+) -> ForwardOutcome {
     let kind = error.kind();
     let refused_by_jetstream = kind == PublishErrorKind::Other
         && std::error::Error::source(error)
             .is_some_and(|source| source.downcast_ref::<async_nats::jetstream::Error>().is_some());
     if kind == PublishErrorKind::StreamNotFound {
-        let detail = format!("no JetStream stream stores subject {}; {RETRY_HINT}", pending.forward_subject);
+        let detail = no_responders_detail(gate, &pending.forward_subject);
         return ForwardOutcome::Refused(Rejection {
             reason: Reason::ForwardFailed,
             detail: detail.into(),
@@ -158,6 +162,20 @@ fn classify_error(error: &async_nats::jetstream::context::PublishError, pending:
         _ => format!("JetStream acknowledgement unreadable: {error}"),
     };
     ForwardOutcome::Unknown(detail)
+}
+
+/// Describes a publish that the server rejected with "no responders" (status 503), which
+/// async-nats reports as `StreamNotFound`. Nothing stored the order either way. When the
+/// periodic lookup (every 5 s) found a stream for the forward subject, that stream had no
+/// leader to answer, as during a JetStream leader election, or was deleted since the lookup.
+fn no_responders_detail(gate: &Gate, subject: &str) -> String {
+    let known_stream = gate.health.forward_stream.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    match known_stream {
+        Some(stream) => format!(
+            "the last lookup found JetStream stream {stream} for subject {subject}, but no server answered the publish (no responders): the stream has no leader, as during a leader election, or was deleted since; {RETRY_HINT}"
+        ),
+        None => format!("no JetStream stream stores subject {subject}; {RETRY_HINT}"),
+    }
 }
 
 /// Re-publishes an unconfirmed order with the same message id until JetStream answers,
@@ -193,7 +211,7 @@ pub async fn follow_up(path: &OrderPath, pending: PendingForward) {
         let outcome = match publish(&path.jetstream, &pending).await {
             Ok(ack) => match ack.await {
                 Ok(ack) => ForwardOutcome::Stored { sequence: ack.sequence },
-                Err(error) => classify_error(&error, &pending),
+                Err(error) => classify_error(gate, &error, &pending),
             },
             Err(rejection) => ForwardOutcome::Unknown(rejection.detail.into_owned()),
         };

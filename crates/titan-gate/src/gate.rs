@@ -1,8 +1,11 @@
 //! The state one gate process shares between its tasks: the halt state behind one
 //! atomic pointer, the keys, health flags and order counts.
 
+mod health;
+mod local_halt;
+
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -10,20 +13,17 @@ use serde_json::{Value, json};
 use titan_gate_core::{Change, HaltEntry, HaltState, Keyring, Mode, Policy, Transition, Verdict};
 use tracing::{error, warn};
 
+pub use self::health::Health;
+use self::local_halt::LocalHalt;
+pub use self::local_halt::{CONTROL_PLANE_LOST, STATE_UNKNOWN};
+use crate::audit::{AuditLog, AuditQueue};
 use crate::config::Settings;
 use crate::keys::now_ms;
 use crate::metrics;
 
-/// How many permission errors `/readyz` lists at most.
-const MAX_PERMISSION_ERRORS: usize = 16;
 /// Changes kept until the store confirms a write. Commands are rare, so reaching this
 /// means the store has been unwritable for a long time.
 const MAX_UNPERSISTED_CHANGES: usize = 4_096;
-/// The reason of the `HARD_HALT` a gate is in while it cannot read its stored state.
-pub const STATE_UNKNOWN: &str = "STATE_UNKNOWN";
-/// The reason of the local `HARD_HALT` a gate applies when its control connection stays
-/// down longer than `control_plane_lost_after`.
-pub const CONTROL_PLANE_LOST: &str = "CONTROL_PLANE_LOST";
 
 /// One gate process's shared state.
 #[derive(Debug)]
@@ -37,9 +37,12 @@ pub struct Gate {
     /// Changes applied in memory and not yet written to the store, oldest first. Its lock
     /// also serializes state changes, so two commands cannot both compute from the same epoch.
     unpersisted: Mutex<VecDeque<Change>>,
-    /// The `CONTROL_PLANE_LOST` halt while it is in force. It lives in memory only, so the
-    /// writer stores the global entry it replaced instead. Locked only while `unpersisted`
-    /// is locked.
+    /// An epoch the store must reach although no change is queued, or 0 for none. It is set
+    /// when the in-memory epoch had to be raised above the stored one, so that replicas
+    /// adopt the raised epoch. Changed only while `unpersisted` is locked.
+    unwritten_epoch: AtomicU64,
+    /// The `STATE_UNKNOWN` or `CONTROL_PLANE_LOST` halt this gate applied on its own, while
+    /// it is in force. Locked only while `unpersisted` is locked.
     local_halt: Mutex<Option<LocalHalt>>,
     /// Wakes the task that writes the state to the store.
     pub persist_wake: tokio::sync::Notify,
@@ -47,8 +50,13 @@ pub struct Gate {
     pub state_revision: AtomicU64,
     /// Connection and subscription flags behind `/readyz`.
     pub health: Health,
+    /// The sending side of the audit queue, for every transition this gate applies.
+    pub audit: AuditLog,
+    /// The receiving side of the audit queue until `run` starts its writer.
+    audit_queue: Mutex<Option<AuditQueue>>,
     counts: [AtomicU64; 3],
-    /// Orders rejected `system_halted` or `reduce_only` since the last transition `apply` made.
+    /// Orders rejected `system_halted` or `reduce_only` since the last transition this gate
+    /// applied, by command or on its own.
     rejected_under_state: AtomicU64,
     /// Nonces in the order replay memory, stored by the intake after each decision.
     pub replay_nonces: AtomicU64,
@@ -56,149 +64,12 @@ pub struct Gate {
     pub slow_consumer_log: crate::logging::RejectLogLimiter,
 }
 
-/// A global halt this gate applied on its own and never writes to the store.
-#[derive(Debug)]
-struct LocalHalt {
-    /// The global entry in force while the local halt lasts.
-    entry: HaltEntry,
-    /// The global entry of the stored state, which a write stores in place of `entry`.
-    replaced: HaltEntry,
-}
-
-/// Readiness flags that `/readyz` checks.
-#[derive(Debug, Default)]
-pub struct Health {
-    /// The order connection is up.
-    pub orders_connected: AtomicBool,
-    /// The control connection is up.
-    pub control_connected: AtomicBool,
-    /// The intake queue subscription exists.
-    pub intake_subscribed: AtomicBool,
-    /// The command and status subscriptions exist.
-    pub commands_subscribed: AtomicBool,
-    /// The halt state was read from the store since the control connection last connected.
-    pub state_loaded: AtomicBool,
-    /// Why the stored state cannot be used, such as an invalid value; `/readyz` lists it.
-    pub state_problem: Mutex<Option<String>>,
-    /// Set when the control connection drops, so the next connect counts as a reconnect.
-    pub control_lost: AtomicBool,
-    /// When the control connection dropped, while it stays down.
-    control_lost_at: Mutex<Option<tokio::time::Instant>>,
-    /// Wakes the task that halts the gate when the control connection stays down too long.
-    pub control_disconnected: tokio::sync::Notify,
-    /// Counts reconnects of the control connection; a state read started under an older
-    /// count is stale.
-    pub control_generation: AtomicU64,
-    /// Wakes the state task after a reconnect of the control connection.
-    pub control_reconnected: tokio::sync::Notify,
-    /// Permission violations the server reported; any keeps the gate unready.
-    pub permission_errors: Mutex<Vec<String>>,
-    /// The JetStream stream that stores the forward subject, once found.
-    pub forward_stream: Mutex<Option<String>>,
-    /// True once the first lookup of the forward stream finished, found or not.
-    pub forward_stream_checked: AtomicBool,
-    /// Set when the server refused a subscription of the control connection: this gate
-    /// cannot receive halts until it restarts with the right permissions.
-    pub commands_denied: AtomicBool,
-}
-
-impl Health {
-    /// Returns the reasons the gate is not ready; empty when it is.
-    pub fn unready_reasons(&self) -> Vec<String> {
-        let mut reasons = Vec::new();
-        let checks = [
-            (&self.orders_connected, "order connection to NATS is down"),
-            (&self.control_connected, "control connection to NATS is down"),
-            (&self.intake_subscribed, "intake subscription is not active"),
-            (&self.commands_subscribed, "command subscriptions are not active"),
-            (&self.state_loaded, "halt state is not loaded"),
-        ];
-        for (flag, reason) in checks {
-            if !flag.load(Ordering::Acquire) {
-                reasons.push(reason.to_owned());
-            }
-        }
-        if let Some(problem) = self.state_problem.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref() {
-            reasons.push(problem.clone());
-        }
-        let errors = self.permission_errors.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        reasons.extend(errors.iter().map(|error| format!("NATS permission violation: {error}")));
-        let stream = self.forward_stream.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if stream.is_none() {
-            let checked = self.forward_stream_checked.load(Ordering::Acquire);
-            reasons.push(if checked {
-                "no JetStream stream stores the forward subject; every order would be forward_failed".to_owned()
-            } else {
-                "the forward stream has not been looked up yet".to_owned()
-            });
-        }
-        reasons
-    }
-
-    /// Records a permission violation the server reported.
-    pub fn record_permission_error(&self, error: String) {
-        let mut errors = self.permission_errors.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if errors.len() < MAX_PERMISSION_ERRORS && !errors.contains(&error) {
-            errors.push(error);
-        }
-    }
-
-    /// Returns why this gate could miss a halt right now, if it could: the control
-    /// connection is down, its subscriptions are not active, the server denied them, or
-    /// the stored state has not been read since the last connect. Orders are rejected
-    /// while this is `Some`, because a gate that cannot hear a halt must not admit anything.
-    pub fn control_plane_problem(&self) -> Option<&'static str> {
-        if self.commands_denied.load(Ordering::Acquire) {
-            Some(
-                "the NATS server denied the halt subscriptions, so this gate cannot receive halts; fix its permissions",
-            )
-        } else if !self.control_connected.load(Ordering::Acquire) {
-            Some("the control connection to NATS is down, so this gate cannot receive halts")
-        } else if !self.commands_subscribed.load(Ordering::Acquire) {
-            Some("the halt subscriptions are not active, so this gate cannot receive halts")
-        } else if !self.state_loaded.load(Ordering::Acquire) {
-            Some("the halt state is not loaded yet from the state store, so this gate cannot know whether it is halted")
-        } else {
-            None
-        }
-    }
-
-    /// Records a drop of the control connection: the next connect counts as a reconnect,
-    /// and the `CONTROL_PLANE_LOST` timer starts unless it already runs for this outage.
-    pub fn record_control_disconnect(&self) {
-        self.lock_control_lost_at().get_or_insert_with(tokio::time::Instant::now);
-        self.control_lost.store(true, Ordering::Release);
-        self.control_disconnected.notify_one();
-    }
-
-    /// Returns when the control connection dropped, or `None` while it is up.
-    pub fn control_lost_at(&self) -> Option<tokio::time::Instant> {
-        *self.lock_control_lost_at()
-    }
-
-    fn lock_control_lost_at(&self) -> std::sync::MutexGuard<'_, Option<tokio::time::Instant>> {
-        self.control_lost_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Records a reconnect of the control connection: the state must be read again before
-    /// orders are admitted, since a halt may have been stored while this gate was away.
-    pub fn record_control_reconnect(&self) {
-        *self.lock_control_lost_at() = None;
-        self.state_loaded.store(false, Ordering::Release);
-        self.control_generation.fetch_add(1, Ordering::AcqRel);
-        self.control_reconnected.notify_one();
-    }
-
-    /// Returns true when both NATS connections are up.
-    pub fn nats_connected(&self) -> bool {
-        self.orders_connected.load(Ordering::Acquire) && self.control_connected.load(Ordering::Acquire)
-    }
-}
-
 impl Gate {
     /// Creates the gate in `HARD_HALT` with reason `STATE_UNKNOWN`, the state it keeps
-    /// until it has read the stored state.
+    /// until it has read the stored state. This first `STATE_UNKNOWN`, at epoch 0, is the
+    /// starting point rather than a transition, so it is not audited.
     pub fn new(settings: Settings, keyring: Keyring) -> Self {
+        let (audit, audit_queue) = AuditLog::new();
         let policy = Policy {
             max_payload_bytes: settings.max_payload_bytes,
             clock_window_ms: settings.clock_window_ms,
@@ -211,10 +82,13 @@ impl Gate {
             state: ArcSwap::from_pointee(state),
             keyring: ArcSwap::from_pointee(keyring),
             unpersisted: Mutex::new(VecDeque::new()),
+            unwritten_epoch: AtomicU64::new(0),
             local_halt: Mutex::new(None),
             persist_wake: tokio::sync::Notify::new(),
             state_revision: AtomicU64::new(0),
             health: Health::default(),
+            audit,
+            audit_queue: Mutex::new(Some(audit_queue)),
             counts: Default::default(),
             rejected_under_state: AtomicU64::new(0),
             replay_nonces: AtomicU64::new(0),
@@ -232,6 +106,11 @@ impl Gate {
         self.keyring.load()
     }
 
+    /// Takes the receiving side of the audit queue, for the writer task; `None` after the first call.
+    pub fn take_audit_queue(&self) -> Option<AuditQueue> {
+        self.audit_queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+    }
+
     /// Replaces the keys; orders in decision keep the keys they loaded.
     pub fn replace_keyring(&self, keyring: Keyring) {
         self.keyring.store(Arc::new(keyring));
@@ -241,9 +120,24 @@ impl Gate {
     /// queues the change for the state store. Returns the transition, the state it replaced
     /// and, when the change applied, the orders rejected under that state (the counter restarts).
     pub fn apply(&self, change: &Change) -> (Transition, Arc<HaltState>, u64) {
+        self.apply_if(change, |_| true)
+    }
+
+    /// Applies `change` as [`Gate::apply`] does, but only when `allowed` returns true for
+    /// the state in force. The check runs under the same lock as the change, so no other
+    /// change can come between them. Otherwise returns `Transition::Unchanged`.
+    pub fn apply_if(
+        &self,
+        change: &Change,
+        allowed: impl FnOnce(&HaltState) -> bool,
+    ) -> (Transition, Arc<HaltState>, u64) {
         let mut unpersisted = self.lock_unpersisted();
         let previous = self.state.load_full();
-        let transition = previous.apply(change, now_ms(), self.settings.max_scopes);
+        let transition = if allowed(&previous) {
+            previous.apply(change, now_ms(), self.settings.max_scopes)
+        } else {
+            Transition::Unchanged
+        };
         let mut rejected_under_previous = 0;
         if let Transition::Applied(next) = &transition {
             self.state.store(Arc::new(next.clone()));
@@ -265,78 +159,20 @@ impl Gate {
         (transition, previous, rejected_under_previous)
     }
 
-    /// Applies `HARD_HALT` with reason `STATE_UNKNOWN` in memory only, without queuing it
-    /// for the store, for when the stored state cannot be read.
-    pub fn halt_state_unknown(&self) -> Arc<HaltState> {
-        let _unpersisted = self.lock_unpersisted();
-        let previous = self.state.load_full();
-        let change = Change {
-            scope: None,
-            mode: Mode::HardHalt,
-            reason: STATE_UNKNOWN.to_owned(),
-            operator: None,
-            key_id: None,
-            signed_ms: None,
-        };
-        if let Transition::Applied(next) = previous.apply(&change, now_ms(), self.settings.max_scopes) {
-            self.state.store(Arc::new(next.clone()));
-            metrics::record_state(&next, Some(&previous));
-        }
-        self.state.load_full()
-    }
-
-    /// Applies `HARD_HALT` with reason `CONTROL_PLANE_LOST` in memory only, without queuing
-    /// it for the store, if the control connection is still down since `lost_at`. The
-    /// global entry it replaces is kept for writes. Returns the new state, or `None` when the
-    /// connection came back or the local halt is already in force.
-    pub fn halt_control_plane_lost(&self, lost_at: tokio::time::Instant) -> Option<Arc<HaltState>> {
-        // Checked under the lock that `replace_state` takes, so a re-read after a reconnect
-        // always comes after this halt and can clear it.
-        let _unpersisted = self.lock_unpersisted();
-        if !self.health.control_lost.load(Ordering::Acquire) || self.health.control_lost_at() != Some(lost_at) {
-            return None;
-        }
-        let mut local_halt = self.lock_local_halt();
-        if local_halt.is_some() {
-            return None;
-        }
-        let previous = self.state.load_full();
-        let entry = HaltEntry {
-            mode: Mode::HardHalt,
-            reason: CONTROL_PLANE_LOST.to_owned(),
-            operator: None,
-            since_ms: now_ms(),
-            key_id: None,
-        };
-        let mut next = (*previous).clone();
-        next.epoch = previous.epoch + 1;
-        next.global = entry.clone();
-        *local_halt = Some(LocalHalt { entry, replaced: previous.global.clone() });
-        let next = Arc::new(next);
-        self.state.store(Arc::clone(&next));
-        metrics::record_state(&next, Some(&previous));
-        Some(next)
-    }
-
-    /// Returns true while the local `CONTROL_PLANE_LOST` halt is in force.
-    pub fn control_plane_lost(&self) -> bool {
-        let _unpersisted = self.lock_unpersisted();
-        self.lock_local_halt().as_ref().is_some_and(|local_halt| self.state.load().global == local_halt.entry)
-    }
-
     /// Replaces the state with `stored`, a state read from the store, re-applying on top of
     /// it every change not yet written. A change already in force in `stored` drops out of
-    /// the queue, since the store already contains its effect. When changes remain, the
-    /// result gets an epoch above the current one, so the epoch stays monotonic.
-    /// Returns the new state.
+    /// the queue, since the store already contains its effect. The epoch never goes down:
+    /// see [`Self::settle_epoch`]. Returns the new state.
     ///
     /// A local `CONTROL_PLANE_LOST` halt stays on top of the result while the control
     /// connection is down or when `control_plane_lost_latch` is set, and is cleared otherwise.
+    /// A local `STATE_UNKNOWN` halt is cleared, since `stored` is a valid state.
     /// A queued resume signed before a newer stored halt began is dropped, as the control
     /// plane would have rejected it against that halt.
     pub fn replace_state(&self, stored: HaltState) -> Arc<HaltState> {
         let mut unpersisted = self.lock_unpersisted();
         let previous = self.state.load_full();
+        let stored_epoch = stored.epoch;
         let mut next = stored;
         let now = now_ms();
         unpersisted.retain(|change| {
@@ -352,39 +188,56 @@ impl Gate {
                 Transition::Unchanged => false,
             }
         });
-        if !unpersisted.is_empty() && next.epoch <= previous.epoch {
-            next.epoch = previous.epoch + 1;
-        }
-        self.keep_or_clear_local_halt(&mut next);
+        let cleared = self.keep_or_clear_local_halt(&mut next);
+        self.settle_epoch(&previous, &mut next, stored_epoch, !unpersisted.is_empty(), cleared.is_some());
         let next = Arc::new(next);
         self.state.store(Arc::clone(&next));
         metrics::record_state(&next, Some(&previous));
+        if let Some(cleared) = cleared {
+            self.audit_local_clear(&previous, &next, &cleared);
+        }
         next
     }
 
-    /// Puts the local halt back on top of `next`, a state built from the store, or clears
-    /// it once the control connection is back and the latch is off. Called with
+    /// Keeps the epoch this replica reports from going down when `next`, built from a
+    /// stored state at `stored_epoch`, replaces the state in force. Called with
     /// `unpersisted` locked.
-    fn keep_or_clear_local_halt(&self, next: &mut HaltState) {
-        let mut local_halt = self.lock_local_halt();
-        let Some(halt) = local_halt.as_mut() else {
-            return;
-        };
-        if self.settings.control_plane_lost_latch || self.health.control_lost.load(Ordering::Acquire) {
-            halt.replaced = std::mem::replace(&mut next.global, halt.entry.clone());
+    ///
+    /// With changes still queued, or a local halt just cleared, `next` differs from the
+    /// state in force, so it gets an epoch above that state's. Otherwise an epoch below the
+    /// one in force is raised to it. When no change and no local halt remains, a raised
+    /// epoch is queued for writing, so the other replicas adopt it and agree.
+    fn settle_epoch(
+        &self,
+        previous: &HaltState,
+        next: &mut HaltState,
+        stored_epoch: u64,
+        changes_queued: bool,
+        cleared_local: bool,
+    ) {
+        if self.unwritten_epoch.load(Ordering::Acquire) <= stored_epoch {
+            self.unwritten_epoch.store(0, Ordering::Release);
+        }
+        let minimum = if changes_queued || cleared_local { previous.epoch + 1 } else { previous.epoch };
+        if next.epoch >= minimum {
             return;
         }
-        warn!(halt.epoch = next.epoch, mode = %next.global.mode, reason = %next.global.reason, "Control connection restored and halt state read again; CONTROL_PLANE_LOST cleared");
-        *local_halt = None;
+        next.epoch = minimum;
+        if !changes_queued && self.lock_local_halt().is_none() {
+            self.unwritten_epoch.store(minimum, Ordering::Release);
+            self.persist_wake.notify_one();
+        }
     }
 
     /// Returns the state to write and how many queued changes it contains. While the local
     /// `CONTROL_PLANE_LOST` halt is in force, the state to write has the global entry it
-    /// replaced, so the store never contains the local halt.
+    /// replaced, so the store never contains that halt. A local `STATE_UNKNOWN` halt is
+    /// written as it is, so a write that replaces an unusable stored value stores a halt.
     pub fn unpersisted_snapshot(&self) -> (Arc<HaltState>, usize) {
         let unpersisted = self.lock_unpersisted();
         let mut state = self.state.load_full();
         if let Some(local_halt) = self.lock_local_halt().as_ref()
+            && local_halt.is_control_plane_lost()
             && state.global == local_halt.entry
         {
             let mut stored = (*state).clone();
@@ -394,16 +247,28 @@ impl Gate {
         (state, unpersisted.len())
     }
 
-    /// Removes the oldest `count` queued changes once a write that contained them landed.
-    pub fn mark_persisted(&self, count: usize) {
+    /// Records a write that landed: removes the oldest `count` queued changes, which it
+    /// contained, and returns them; clears the raised epoch if `written` (the state
+    /// written) reached it.
+    pub fn mark_persisted(&self, count: usize, written: &HaltState) -> Vec<Change> {
         let mut unpersisted = self.lock_unpersisted();
         let count = count.min(unpersisted.len());
-        unpersisted.drain(..count);
+        let landed = unpersisted.drain(..count).collect();
+        if self.unwritten_epoch.load(Ordering::Acquire) <= written.epoch {
+            self.unwritten_epoch.store(0, Ordering::Release);
+        }
+        let mut local_halt = self.lock_local_halt();
+        if local_halt.as_ref().is_some_and(|halt| !halt.is_control_plane_lost() && written.global == halt.entry) {
+            // The store now contains the STATE_UNKNOWN halt, so it is no longer local.
+            *local_halt = None;
+        }
+        landed
     }
 
-    /// Returns true while some change has not been written to the store.
+    /// Returns true while some change or a raised epoch has not been written to the store.
     pub fn has_unpersisted(&self) -> bool {
-        !self.lock_unpersisted().is_empty()
+        let unpersisted = self.lock_unpersisted();
+        !unpersisted.is_empty() || self.unwritten_epoch.load(Ordering::Acquire) != 0
     }
 
     fn lock_local_halt(&self) -> std::sync::MutexGuard<'_, Option<LocalHalt>> {

@@ -32,6 +32,7 @@ pub fn router(state: AdminState) -> Router {
 }
 
 async fn metrics(State(state): State<AdminState>) -> Response {
+    crate::metrics::set_ready(state.gate.health.unready_reasons().is_empty());
     let body = state.prometheus.render();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }

@@ -14,6 +14,7 @@ pub mod keys;
 pub mod logging;
 pub mod metrics;
 pub mod orders;
+pub mod risk;
 pub mod run;
 pub mod state_sync;
 pub mod store;

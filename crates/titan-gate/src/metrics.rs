@@ -15,6 +15,7 @@ pub const FORWARD_SECONDS: &str = "titan_gate_forward_seconds";
 pub const COMMANDS_TOTAL: &str = "titan_gate_commands_total";
 pub const SECURITY_EVENTS_TOTAL: &str = "titan_gate_security_events_total";
 pub const NATS_CONNECTED: &str = "titan_gate_nats_connected";
+pub const READY: &str = "titan_gate_ready";
 pub const INTAKE_DROPPED_TOTAL: &str = "titan_gate_intake_dropped_total";
 pub const NATS_ERRORS_TOTAL: &str = "titan_gate_nats_errors_total";
 pub const FORWARD_FOLLOW_UPS_TOTAL: &str = "titan_gate_forward_follow_ups_total";
@@ -22,6 +23,11 @@ pub const IN_FLIGHT: &str = "titan_gate_in_flight";
 pub const REPLAY_NONCES: &str = "titan_gate_replay_nonces";
 pub const REPLAY_CAPACITY: &str = "titan_gate_replay_capacity";
 pub const KEYRING_RELOADS_TOTAL: &str = "titan_gate_keyring_reloads_total";
+pub const HEARTBEAT_AGE_SECONDS: &str = "titan_gate_heartbeat_age_seconds";
+pub const RISK_TRIPS_TOTAL: &str = "titan_gate_risk_trips_total";
+pub const HALT_NOTICES_TOTAL: &str = "titan_gate_halt_notices_total";
+pub const ON_HALT_ACTIONS_TOTAL: &str = "titan_gate_on_halt_actions_total";
+pub const RATE_STRATEGIES: &str = "titan_gate_rate_strategies";
 
 /// The `scope` label of the global mode.
 pub const GLOBAL_SCOPE: &str = "global";
@@ -52,6 +58,7 @@ fn describe() {
     describe_counter!(COMMANDS_TOTAL, "Halt and resume commands received, by command, outcome and authentication.");
     describe_counter!(SECURITY_EVENTS_TOTAL, "Signature, key, freshness and replay failures, by kind.");
     describe_gauge!(NATS_CONNECTED, "1 while both NATS connections (orders and control) are up.");
+    describe_gauge!(READY, "1 while the gate is ready (GET /readyz answers 200), else 0.");
     describe_counter!(
         INTAKE_DROPPED_TOTAL,
         "Messages the NATS client dropped before the gate saw them (slow consumer)."
@@ -65,6 +72,18 @@ fn describe() {
     );
     describe_gauge!(REPLAY_CAPACITY, "Capacity of the order replay memory, in nonces.");
     describe_counter!(KEYRING_RELOADS_TOTAL, "Keyring reloads on SIGHUP, by outcome (loaded or failed).");
+    describe_gauge!(
+        HEARTBEAT_AGE_SECONDS,
+        Unit::Seconds,
+        "Time since each configured heartbeat source was last heard, or since the gate started if never."
+    );
+    describe_counter!(
+        RISK_TRIPS_TOTAL,
+        "Halts the automatic risk controls applied and lifted, by control and action (trip or clear)."
+    );
+    describe_counter!(HALT_NOTICES_TOTAL, "Gate halt notices on the bare halt subject, by outcome.");
+    describe_counter!(ON_HALT_ACTIONS_TOTAL, "On-halt action messages published, by outcome (published or failed).");
+    describe_gauge!(RATE_STRATEGIES, "Strategies with an order-rate token bucket on this replica.");
 }
 
 /// Creates every series that must exist from the first scrape, at zero.
@@ -89,6 +108,7 @@ pub fn register_initial_series(state: &HaltState) {
         counter!(KEYRING_RELOADS_TOTAL, "outcome" => outcome).absolute(0);
     }
     gauge!(NATS_CONNECTED).set(0.0);
+    gauge!(READY).set(0.0);
     record_state(state, None);
 }
 
@@ -129,4 +149,9 @@ pub fn count_command(command: &'static str, outcome: &'static str, auth: &'stati
 #[allow(clippy::cast_precision_loss, reason = "epochs and counts stay far below 2^53")]
 pub fn u64_to_f64(value: u64) -> f64 {
     value as f64
+}
+
+/// Sets `titan_gate_ready`, refreshed on every scrape from the same checks as `/readyz`.
+pub fn set_ready(ready: bool) {
+    gauge!(READY).set(if ready { 1.0 } else { 0.0 });
 }

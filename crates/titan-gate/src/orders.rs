@@ -8,9 +8,10 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::context::PublishErrorKind;
 use bytes::Bytes;
 use futures::StreamExt;
-use metrics::histogram;
+use metrics::{gauge, histogram};
 use serde_json::json;
 use titan_gate_core::decide::{check_halt, describe_intent};
+use titan_gate_core::risk::{RateLimiter, RateVerdict};
 use titan_gate_core::spend::spend_nonces;
 use titan_gate_core::{
     Admission, Context, Decision, HaltState, Mode, Order, OrderHeaders, Reason, Rejection, ReplayMemory, Verdict,
@@ -22,7 +23,8 @@ use crate::forward::{self, ForwardOutcome, PendingForward};
 use crate::gate::Gate;
 use crate::keys::now_ms;
 use crate::logging::RejectLogLimiter;
-use crate::metrics::{self as gate_metrics, DECISION_SECONDS};
+use crate::metrics::{self as gate_metrics, DECISION_SECONDS, RATE_STRATEGIES};
+use crate::risk::{RiskControls, monotonic_ms};
 
 /// Subject of reject events, in Titan's own event namespace.
 pub const REJECT_EVENT_SUBJECT: &str = "titan.evt.execution.reject.v1";
@@ -47,6 +49,7 @@ pub struct OrderPath {
     pub jetstream: async_nats::jetstream::Context,
     in_flight: Arc<Semaphore>,
     log_limiter: Arc<RejectLogLimiter>,
+    risk: RiskControls,
 }
 
 /// One order as received, kept for the verdict report.
@@ -71,9 +74,10 @@ impl OrderPath {
         client: async_nats::Client,
         jetstream: async_nats::jetstream::Context,
         log_limiter: Arc<RejectLogLimiter>,
+        risk: RiskControls,
     ) -> Self {
         let in_flight = Arc::new(Semaphore::new(gate.settings.max_in_flight));
-        Self { gate, client, jetstream, in_flight, log_limiter }
+        Self { gate, client, jetstream, in_flight, log_limiter, risk }
     }
 
     /// Reads the intake queue subscription until it ends, deciding each order as it comes
@@ -87,9 +91,13 @@ impl OrderPath {
         self.gate.health.intake_subscribed.store(true, std::sync::atomic::Ordering::Release);
         info!(subject = %subject, queue_group = %settings.queue_group, "Intake subscribed");
 
-        // TODO(#3): share spent nonces between replicas and across restarts; until then the
-        // same signed order sent with two message ids can be admitted once per replica.
+        // TODO(#6): the spent nonces live only in this process's memory. Missing: a replay
+        // memory shared by all replicas and kept across restarts (for example in JetStream).
+        // Until then the same signed order sent with two message ids can be admitted once per
+        // replica, and once more by a restarted gate while its timestamp is inside the clock window.
         let mut replay = ReplayMemory::new(settings.replay_capacity);
+        // Per replica: the queue group spreads a strategy's orders over the replicas.
+        let mut rate = RateLimiter::new(settings.risk.rate.clone(), monotonic_ms());
         let mut scratch = String::with_capacity(1024);
         let mut draining = false;
         loop {
@@ -116,13 +124,19 @@ impl OrderPath {
                 headers: message.headers,
                 payload: message.payload,
             };
-            self.handle(received, &mut replay, &mut scratch).await;
+            self.handle(received, &mut replay, &mut rate, &mut scratch).await;
         }
         self.gate.health.intake_subscribed.store(false, std::sync::atomic::Ordering::Release);
         Ok(())
     }
 
-    async fn handle(&self, received: Received, replay: &mut ReplayMemory, scratch: &mut String) {
+    async fn handle(
+        &self,
+        received: Received,
+        replay: &mut ReplayMemory,
+        rate: &mut RateLimiter,
+        scratch: &mut String,
+    ) {
         let started = Instant::now();
         let state = self.gate.state();
         let keyring = self.gate.keyring();
@@ -142,7 +156,8 @@ impl OrderPath {
             let reason = if state.global.mode == Mode::HardHalt { Reason::SystemHalted } else { Reason::Malformed };
             Decision::Reject(Rejection { reason, detail: problem.into(), halted_scope: None })
         } else {
-            titan_gate_core::decide(&order, &context, replay, scratch)
+            let decision = titan_gate_core::decide(&order, &context, replay, scratch);
+            self.limit_rate(decision, rate)
         };
         histogram!(DECISION_SECONDS).record(started.elapsed());
 
@@ -160,6 +175,25 @@ impl OrderPath {
             Decision::Admit(admission) => {
                 drop(state);
                 self.forward(received, admission, epoch).await;
+            }
+        }
+    }
+
+    /// Rejects an admitted order over a rate limit. The check comes after every other
+    /// check, so only orders whose signature verified, fresh and not replayed, use up a
+    /// strategy's allowance: a forged order naming a strategy can neither get it limited
+    /// nor trip its runaway halt. Its nonce is already spent, so it cannot be replayed later.
+    fn limit_rate(&self, decision: Decision, rate: &mut RateLimiter) -> Decision {
+        let Decision::Admit(admission) = &decision else { return decision };
+        if rate.is_off() {
+            return decision;
+        }
+        let verdict = rate.check(&admission.strategy, monotonic_ms());
+        gauge!(RATE_STRATEGIES).set(gate_metrics::u64_to_f64(rate.strategy_count() as u64));
+        match verdict {
+            RateVerdict::Admit => decision,
+            RateVerdict::Limited { by, runaway } => {
+                Decision::Reject(self.risk.rate_limited(&admission.strategy, by, runaway))
             }
         }
     }
@@ -204,7 +238,7 @@ impl OrderPath {
         ack: async_nats::jetstream::context::PublishAckFuture,
         permit: OwnedSemaphorePermit,
     ) {
-        let outcome = forward::await_ack(ack, &pending).await;
+        let outcome = forward::await_ack(&self.gate, ack, &pending).await;
         drop(permit);
         match outcome {
             ForwardOutcome::Stored { sequence } => self.report_admission(&received, &pending, sequence).await,
@@ -255,6 +289,9 @@ impl OrderPath {
         gate_metrics::count_order(Verdict::Rejected, Some(reason));
         if let Some(kind) = reason.security_event() {
             gate_metrics::count_security_event(kind);
+        }
+        if reason == Reason::HmacSignatureMismatch {
+            self.risk.security.record_failure("order");
         }
 
         let ids =

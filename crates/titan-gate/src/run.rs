@@ -21,6 +21,7 @@ use crate::metrics::{
     REPLAY_NONCES,
 };
 use crate::orders::OrderPath;
+use crate::risk::RiskControls;
 use crate::state_sync::StateSync;
 
 /// One of the gate's two NATS connections.
@@ -69,12 +70,18 @@ pub async fn run(settings: Settings, keyring: titan_gate_core::Keyring, env: Env
         .build(orders_client.clone());
 
     let limiter = Arc::new(RejectLogLimiter::new(settings.reject_logs_per_second));
-    let order_path = OrderPath::new(Arc::clone(&gate), orders_client.clone(), jetstream, limiter);
-    let control = ControlPlane::new(Arc::clone(&gate), control_client.clone());
+    if let Some(audit_queue) = gate.take_audit_queue() {
+        audit_queue.start_writer(control_client.clone(), settings.state_replicas);
+    }
+    let risk = RiskControls::new(Arc::clone(&gate), gate.audit.clone());
+    let order_path = OrderPath::new(Arc::clone(&gate), orders_client.clone(), jetstream, limiter, risk.clone());
+    let control = ControlPlane::new(Arc::clone(&gate), control_client.clone(), risk.clone());
     let control_task = tokio::spawn(control.run());
     // Until this task has read the stored state, the gate stays in HARD_HALT STATE_UNKNOWN
     // and rejects every order.
-    tokio::spawn(StateSync::new(Arc::clone(&gate), control_client.clone()).run());
+    let (landed_sender, landed) = tokio::sync::mpsc::channel(crate::risk::LANDED_QUEUE_CAPACITY);
+    tokio::spawn(StateSync::new(Arc::clone(&gate), control_client.clone()).report_landed_to(landed_sender).run());
+    crate::risk::spawn(&risk, control_client.clone(), landed);
     let (shutdown_sender, shutdown) = tokio::sync::watch::channel(false);
     let mut intake_task = tokio::spawn(order_path.clone().run(shutdown));
     spawn_periodic_checks(order_path.clone());
@@ -133,7 +140,7 @@ async fn connect(gate: &Arc<Gate>, connection: Connection) -> anyhow::Result<asy
         async move { on_event(&gate, connection, event) }
     });
     options
-        .connect(settings.nats.url.as_str())
+        .connect(settings.nats.servers.as_slice())
         .await
         .with_context(|| format!("cannot connect to NATS at {}", redact_url(&settings.nats.url)))
 }
@@ -325,10 +332,16 @@ fn report_task_end(name: &str, result: Result<anyhow::Result<()>, tokio::task::J
     }
 }
 
-/// Removes a password from a NATS URL before it is logged.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => format!("{}://***@{}", &url[..scheme_end], &url[at + 1..]),
-        _ => url.to_owned(),
-    }
+/// Removes the password from each URL of a comma-separated NATS URL list before it is logged.
+pub fn redact_url(urls: &str) -> String {
+    let redacted: Vec<String> = urls
+        .split(',')
+        .map(|url| match (url.find("://"), url.rfind('@')) {
+            (Some(scheme_end), Some(at)) if at > scheme_end => {
+                format!("{}://***@{}", &url[..scheme_end], &url[at + 1..])
+            }
+            _ => url.to_owned(),
+        })
+        .collect();
+    redacted.join(",")
 }

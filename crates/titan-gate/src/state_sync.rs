@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use titan_gate_core::HaltState;
+use titan_gate_core::{Change, HaltState};
 use tracing::{error, info, warn};
 
 use crate::gate::Gate;
@@ -61,13 +61,33 @@ pub struct StateSync {
     /// The revision the next write expects: the last one this task read or wrote.
     revision: Option<u64>,
     backoff: Backoff,
+    /// Receives the changes of each write of this replica that landed.
+    landed: Option<tokio::sync::mpsc::Sender<Vec<Change>>>,
 }
 
 impl StateSync {
     /// Creates the task state with a JetStream context of its own on the control connection.
     pub fn new(gate: Arc<Gate>, control_client: async_nats::Client) -> Self {
         let jetstream = async_nats::jetstream::new(control_client);
-        Self { gate, jetstream, revision: None, backoff: Backoff::new() }
+        Self { gate, jetstream, revision: None, backoff: Backoff::new(), landed: None }
+    }
+
+    /// Sends the changes of every write of this replica that lands to `landed`, so exactly
+    /// one replica acts on a change that several replicas applied.
+    #[must_use]
+    pub fn report_landed_to(mut self, landed: tokio::sync::mpsc::Sender<Vec<Change>>) -> Self {
+        self.landed = Some(landed);
+        self
+    }
+
+    fn mark_persisted(&self, count: usize, written: &HaltState) {
+        let changes = self.gate.mark_persisted(count, written);
+        if let Some(landed) = &self.landed
+            && !changes.is_empty()
+            && let Err(error) = landed.try_send(changes)
+        {
+            error!(error = %error, "Landed halt state changes dropped: their queue is full or closed, so their notices and on-halt actions are lost");
+        }
     }
 
     /// Reads the stored state, then writes local changes and adopts stored ones until
@@ -110,7 +130,7 @@ impl StateSync {
                 Err(error @ (StoreError::Corrupt { .. } | StoreError::Removed { .. })) => {
                     let state = self.gate.halt_state_unknown();
                     error!(error = %error, halt.epoch = state.epoch, "Stored halt state cannot be used; staying in HARD_HALT STATE_UNKNOWN and retrying");
-                    self.set_problem(Some(format!("stored halt state cannot be used: {error}")));
+                    self.set_unusable(&error);
                 }
                 Err(error) => warn!(error = %error, "Reading the stored halt state failed; retrying"),
             }
@@ -177,16 +197,20 @@ impl StateSync {
         }
     }
 
-    /// Handles one item of the watch: adopts a state another writer stored, and halts
-    /// when the stored value becomes unusable.
+    /// Handles one item of the watch: adopts a state another writer stored, and halts with
+    /// `STATE_UNKNOWN`, unready, while the stored value is unusable.
     fn on_update(&mut self, update: Result<Stored, StoreError>) {
         match update {
-            Ok(stored) if stored.revision > self.revision.unwrap_or(0) => self.adopt(stored),
+            Ok(stored) if stored.revision > self.revision.unwrap_or(0) => {
+                self.adopt(stored);
+                self.set_problem(None);
+            }
             // This gate's own write, or the value it read last.
             Ok(_) => {}
             Err(error @ (StoreError::Corrupt { .. } | StoreError::Removed { .. })) => {
                 let state = self.gate.halt_state_unknown();
-                error!(error = %error, halt.epoch = state.epoch, "Stored halt state became unusable; halted with STATE_UNKNOWN");
+                error!(error = %error, halt.epoch = state.epoch, "Stored halt state became unusable; halted with STATE_UNKNOWN until a valid state is stored");
+                self.set_unusable(&error);
             }
             Err(error) => warn!(error = %error, "The state store watch reported an error"),
         }
@@ -198,7 +222,8 @@ impl StateSync {
         match store.write(&snapshot, self.revision, &self.gate.settings.gate_id).await {
             Ok(revision) => {
                 self.set_revision(revision);
-                self.gate.mark_persisted(count);
+                self.mark_persisted(count, &snapshot);
+                self.set_problem(None);
                 self.backoff.reset();
                 info!(revision, halt.epoch = snapshot.epoch, "Halt state stored");
             }
@@ -219,7 +244,13 @@ impl StateSync {
         match store.load().await {
             Ok(Some(stored)) if stored.state == *attempted => {
                 self.set_revision(stored.revision);
-                self.gate.mark_persisted(count);
+                if stored.updated_by == self.gate.settings.gate_id {
+                    self.mark_persisted(count, attempted);
+                } else {
+                    // Another replica stored the same state, applied in the same millisecond,
+                    // so its write landed and this one's notices and actions are its to send.
+                    self.gate.mark_persisted(count, attempted);
+                }
             }
             Ok(Some(stored)) => {
                 let state = self.gate.replace_state(stored.state);
@@ -231,6 +262,7 @@ impl StateSync {
                 // The next write replaces the unusable value with the halted state.
                 let state = self.gate.halt_state_unknown();
                 error!(error = %error, halt.epoch = state.epoch, "Stored halt state cannot be used; halted with STATE_UNKNOWN and overwriting it");
+                self.set_unusable(&error);
                 self.revision = Some(revision);
             }
             Err(error) => {
@@ -243,6 +275,11 @@ impl StateSync {
     fn set_revision(&mut self, revision: u64) {
         self.revision = Some(revision);
         self.gate.state_revision.store(revision, Ordering::Release);
+    }
+
+    /// Makes `/readyz` name `error` until a valid state is read or written.
+    fn set_unusable(&self, error: &StoreError) {
+        self.set_problem(Some(format!("stored halt state cannot be used: {error}")));
     }
 
     fn set_problem(&self, problem: Option<String>) {

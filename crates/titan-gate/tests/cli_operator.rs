@@ -33,6 +33,24 @@ async fn second_replica_with(
     gate
 }
 
+/// Checks the confirmation table: both replicas report `mode` at `epoch`, and at least one
+/// applied the command. The other may report `unchanged`, because it can read the first
+/// replica's stored write before the command itself reaches it.
+fn assert_every_replica_confirmed(output: &std::process::Output, mode: &str, epoch: u64) {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for gate_id in ["replica-a", "replica-b"] {
+        let row = stdout
+            .lines()
+            .find(|line| line.starts_with(gate_id))
+            .unwrap_or_else(|| panic!("no row for {gate_id}: {}", text(output)));
+        let columns: Vec<&str> = row.split_whitespace().collect();
+        assert!(matches!(columns[1], "applied" | "unchanged"), "{gate_id}: {row}");
+        assert_eq!(columns[2], mode, "{gate_id}: {row}");
+        assert_eq!(columns[3], epoch.to_string(), "{gate_id}: {row}");
+    }
+    assert!(stdout.contains("applied"), "no replica applied the command: {}", text(output));
+}
+
 #[tokio::test]
 async fn halt_status_and_resume_reach_every_replica() {
     let harness = Harness::start_with(true, |builder| builder.gate_id("replica-a")).await;
@@ -52,12 +70,12 @@ async fn halt_status_and_resume_reach_every_replica() {
         &env,
     );
     assert!(resume.status.success(), "{}", text(&resume));
-    assert_eq!(String::from_utf8_lossy(&resume.stdout).matches("applied").count(), 2, "{}", text(&resume));
+    assert_every_replica_confirmed(&resume, "RUNNING", 1);
     assert_eq!(harness.signed_order("sig-cli-1").await["verdict"], "admitted");
 
     let halt = titan_gate(&["halt", "--reason", "kill switch", "--operator", "bob", "--expect", "2"], &env);
     assert!(halt.status.success(), "{}", text(&halt));
-    assert_eq!(String::from_utf8_lossy(&halt.stdout).matches("applied").count(), 2, "{}", text(&halt));
+    assert_every_replica_confirmed(&halt, "HARD_HALT", 2);
     assert_eq!(rejection_reason(&harness.signed_order("sig-cli-2").await), "system_halted");
 
     let status = titan_gate(&["status", "--json", "--expect", "2"], &env);

@@ -1,5 +1,6 @@
-//! Two gate replicas on a three-node nats-server cluster whose `TITAN_CMD` stream and
-//! state bucket keep three replicas: one node dies while orders flow.
+//! Two gate replicas, each given all three nodes in `NATS_URL`, on a nats-server cluster
+//! whose `TITAN_CMD` stream and state bucket keep three replicas: the node of one gate
+//! dies while orders flow.
 
 mod common;
 
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::stream::{Config, RetentionPolicy};
+use common::stale::StaleChecker;
 use common::*;
 use futures::StreamExt;
 use serde_json::Value;
@@ -47,10 +49,19 @@ async fn start_cluster() -> Vec<NatsServer> {
     nodes
 }
 
-/// Returns whether `node`'s `/routez` lists a route to the node named `node-0`.
-fn routes_to_node_0(node: &NatsServer) -> bool {
+/// Returns whether `node`'s `/routez` lists a route to the node named `node-{index}`.
+fn routes_to(node: &NatsServer, index: usize) -> bool {
     http_get(node.monitor_port(), "/routez")
-        .is_some_and(|response| response.body.contains(r#""remote_name": "node-0""#))
+        .is_some_and(|response| response.body.contains(&format!(r#""remote_name": "node-{index}""#)))
+}
+
+/// Returns the index of the node that serves the control connection of `gate_id`, as
+/// its `/connz` lists connections by the name the gate gives them.
+fn node_of_control_connection(nodes: &[NatsServer], gate_id: &str) -> Option<usize> {
+    let name = format!(r#""name": "titan-gate-control-{gate_id}""#);
+    nodes
+        .iter()
+        .position(|node| http_get(node.monitor_port(), "/connz").is_some_and(|response| response.body.contains(&name)))
 }
 
 /// Creates `TITAN_CMD` as `create_titan_stream` does, but replicated on all three nodes.
@@ -82,9 +93,10 @@ async fn create_replicated_stream(jetstream: &async_nats::jetstream::Context) {
     created.unwrap_or_else(|error| panic!("{error}: {}", last_error.borrow()));
 }
 
-/// Starts a gate replica on `url` that keeps its state bucket on three nodes.
-async fn start_gate(gate_id: &str, url: String, keyring: &std::path::Path) -> GateProcess {
-    let gate = GateProcess::builder(GATE_BINARY, url)
+/// Starts a gate replica on `urls`, a comma-separated list of every node, that keeps its
+/// state bucket on three nodes.
+async fn start_gate(gate_id: &str, urls: &str, keyring: &std::path::Path) -> GateProcess {
+    let gate = GateProcess::builder(GATE_BINARY, urls)
         .gate_id(gate_id)
         .env("TITAN_HMAC_SECRET", V1_SECRET)
         .env("TITAN_GATE_KEYRING", keyring.display().to_string())
@@ -229,8 +241,8 @@ fn check_flow_after_kill<'a>(
     gates: &[&GateProcess],
 ) -> Vec<&'a FlowOutcome> {
     // NATS core delivers a request at most once, so the one request that was on its way
-    // through node 0 when it died can go unanswered. Every request sent after the
-    // surviving nodes dropped their routes to node 0 must get a reply.
+    // through the killed node when it died can go unanswered. Every request sent after the
+    // surviving nodes dropped their routes to it must get a reply.
     let unanswered: Vec<&FlowOutcome> = outcomes.iter().filter(|flow| flow.outcome.is_err()).collect();
     let unanswered_after_kill: Vec<&FlowOutcome> =
         unanswered.iter().copied().filter(|flow| flow.sent_at >= killed_at).collect();
@@ -254,7 +266,7 @@ fn check_flow_after_kill<'a>(
     assert!(undecided.is_empty(), "replies that are not decisions: {undecided:?}");
     assert!(
         decided_after_kill.iter().any(|verdict| verdict["verdict"] == "admitted"),
-        "no order admitted after node 0 died: {decided_after_kill:?}\n{}",
+        "no order admitted after the node died: {decided_after_kill:?}\n{}",
         logs(gates)
     );
 
@@ -275,36 +287,79 @@ fn check_flow_after_kill<'a>(
     unanswered
 }
 
+/// Checks `TITAN_CMD` after the test: an unanswered order is stored at most once, no
+/// rejected order is stored, and every stored order was admitted before the halt's epoch.
+async fn check_stored_orders(
+    jetstream: &async_nats::jetstream::Context,
+    outcomes: &[FlowOutcome],
+    unanswered: &[&FlowOutcome],
+    halt_epoch: u64,
+) {
+    let stored = stored_orders(jetstream).await;
+    for flow in unanswered {
+        let copies = stored.iter().filter(|order| order.signal_id == flow.signal_id).count();
+        eprintln!("unanswered order {} was stored {copies} times", flow.signal_id);
+        assert!(copies <= 1, "unanswered order {} stored {copies} times", flow.signal_id);
+    }
+    let rejected: Vec<&str> = outcomes
+        .iter()
+        .filter(|flow| flow.outcome.as_ref().is_ok_and(|verdict| verdict["verdict"] == "rejected"))
+        .map(|flow| flow.signal_id.as_str())
+        .collect();
+    let stored_although_rejected: Vec<&str> =
+        rejected.iter().copied().filter(|signal_id| stored.iter().any(|order| order.signal_id == *signal_id)).collect();
+    assert!(stored_although_rejected.is_empty(), "rejected orders found in TITAN_CMD: {stored_although_rejected:?}");
+    let stored_epochs: Vec<u64> = stored.iter().map(|order| order.epoch).collect();
+    assert!(stored_epochs.len() >= ORDERS_PER_PHASE, "only {} orders stored", stored_epochs.len());
+    let late = stored_epochs.iter().filter(|epoch| **epoch >= halt_epoch).count();
+    assert_eq!(late, 0, "orders stored at or after the halt's epoch {halt_epoch}");
+}
+
 #[tokio::test]
 async fn node_kill_keeps_decisions_and_halt() {
     let started = Instant::now();
     let mut nodes = start_cluster().await;
 
-    // The test client stays on node 1, which is never killed.
-    let client = async_nats::connect(nodes[1].url()).await.expect("test client connects");
-    let jetstream = async_nats::jetstream::new(client.clone());
-    create_replicated_stream(&jetstream).await;
+    let setup_client = async_nats::connect(nodes[1].url()).await.expect("setup client connects");
+    create_replicated_stream(&async_nats::jetstream::new(setup_client)).await;
 
     let keyring_dir = tempfile::tempdir().expect("temporary folder");
     let keyring = keyring_dir.path().join("keyring.toml");
     std::fs::write(&keyring, KEYRING).expect("keyring written");
-    // Gate A starts on node 0, the node killed below, so it must fail over to a node it
-    // learned from the cluster. Gate B stays on node 2 and keeps replying meanwhile.
-    let gate_a = start_gate("gate-a", nodes[0].url(), &keyring).await;
-    let gate_b = start_gate("gate-b", nodes[2].url(), &keyring).await;
+    // Both gates get every node in NATS_URL and connect to one of them, chosen at random.
+    let urls = nodes.iter().map(NatsServer::url).collect::<Vec<_>>().join(",");
+    let gate_a = start_gate("gate-a", &urls, &keyring).await;
+    let gate_b = start_gate("gate-b", &urls, &keyring).await;
     let gates = [&gate_a, &gate_b];
+
+    // The node that serves gate A's control connection dies below, so gate A must fail over
+    // to another node of its list. The test client stays on another node, never killed.
+    wait_until(WAIT, "gate A's control connection listed by a node", || async {
+        node_of_control_connection(&nodes, "gate-a").is_some()
+    })
+    .await
+    .unwrap_or_else(|error| panic!("{error}\n{}", logs(&gates)));
+    let victim = node_of_control_connection(&nodes, "gate-a").expect("the node of gate A is still listed");
+    let survivors = [(victim + 1) % nodes.len(), (victim + 2) % nodes.len()];
+    eprintln!("gate A is on node-{victim}; node-{victim} will be killed");
+    let client = async_nats::connect(nodes[survivors[0]].url()).await.expect("test client connects");
+    let jetstream = async_nats::jetstream::new(client.clone());
+    let mut checker = StaleChecker::new();
 
     let mut verdicts = Vec::new();
     for index in 0..ORDERS_PER_PHASE {
+        let sent_at = Instant::now();
         let verdict = send_order(&client, &format!("sig-before-{index}")).await;
-        verdicts.push(verdict.unwrap_or_else(|error| panic!("{error}\n{}", logs(&gates))));
+        let verdict = verdict.unwrap_or_else(|error| panic!("{error}\n{}", logs(&gates)));
+        checker.record_verdict(sent_at, &verdict);
+        verdicts.push(verdict);
     }
     assert!(
         verdicts.iter().all(|verdict| verdict["verdict"] == "admitted"),
         "orders before the kill are admitted: {verdicts:?}"
     );
 
-    // Orders flow from a separate task while node 0 dies. After the kill the flow keeps
+    // Orders flow from a separate task while the node dies. After the kill the flow keeps
     // going until the gates admit again, because orders can be rejected while the cluster
     // elects a new `TITAN_CMD` leader.
     let killed = Arc::new(AtomicBool::new(false));
@@ -315,21 +370,26 @@ async fn node_kill_keeps_decisions_and_halt() {
     })
     .await
     .unwrap_or_else(|error| panic!("{error}\n{}", logs(&gates)));
-    assert!(!flow.is_finished(), "the flow must still run when node 0 dies");
-    for node in [&nodes[1], &nodes[2]] {
-        assert!(routes_to_node_0(node), "node on port {} has no route to node-0 before the kill", node.port());
+    assert!(!flow.is_finished(), "the flow must still run when the node dies");
+    for survivor in survivors {
+        assert!(routes_to(&nodes[survivor], victim), "node-{survivor} has no route to node-{victim} before the kill");
     }
-    nodes[0].kill().expect("node 0 killed");
-    // A request published before the surviving nodes close their routes to node 0 can
-    // still be routed to it and lost, so the kill counts from when both routes are gone.
-    wait_until(CLUSTER_WAIT, "nodes 1 and 2 to drop their routes to node-0", || async {
-        !routes_to_node_0(&nodes[1]) && !routes_to_node_0(&nodes[2])
+    nodes[victim].kill().expect("node killed");
+    // A request published before the surviving nodes close their routes to the killed node
+    // can still be routed to it and lost, so the kill counts from when both routes are gone.
+    wait_until(CLUSTER_WAIT, "the surviving nodes to drop their routes to the killed node", || async {
+        survivors.iter().all(|survivor| !routes_to(&nodes[*survivor], victim))
     })
     .await
     .expect("routes to the killed node closed");
     let killed_at = Instant::now();
     killed.store(true, Ordering::Release);
     let outcomes = flow.await.expect("order flow task");
+    for flow in &outcomes {
+        if let Ok(verdict) = &flow.outcome {
+            checker.record_verdict(flow.sent_at, verdict);
+        }
+    }
 
     let unanswered = check_flow_after_kill(&outcomes, killed_at, &gates);
 
@@ -347,6 +407,7 @@ async fn node_kill_keeps_decisions_and_halt() {
     let event = tokio::time::timeout(WAIT, events.next()).await.expect("command event arrives").expect("open");
     let event: Value = serde_json::from_slice(&event.payload).expect("command event is JSON");
     assert_eq!(event["outcome"], "applied", "{event}");
+    checker.record_command_event(&event);
     let halt_epoch = event["epoch"].as_u64().expect("event carries an epoch");
 
     wait_until(WAIT, "both gates in HARD_HALT at the halt's epoch", || async {
@@ -360,30 +421,21 @@ async fn node_kill_keeps_decisions_and_halt() {
         panic!("{error}: {:?}\n{}", gates.iter().map(|gate| status_of(gate)).collect::<Vec<_>>(), logs(&gates))
     });
 
+    for gate in gates {
+        checker.record_status(&status_of(gate));
+    }
+
     for index in 0..ORDERS_PER_PHASE {
+        let sent_at = Instant::now();
         let verdict = send_order(&client, &format!("sig-after-{index}"))
             .await
             .unwrap_or_else(|error| panic!("{error}\n{}", logs(&gates)));
+        checker.record_verdict(sent_at, &verdict);
         assert_eq!(rejection_reason(&verdict), "system_halted", "order {index} after the halt");
     }
+    assert!(checker.orders_after_first_halt() >= ORDERS_PER_PHASE);
+    assert_eq!(checker.stale_admissions(), Vec::<String>::new());
 
-    let stored = stored_orders(&jetstream).await;
-    for flow in &unanswered {
-        let copies = stored.iter().filter(|order| order.signal_id == flow.signal_id).count();
-        eprintln!("unanswered order {} was stored {copies} times", flow.signal_id);
-        assert!(copies <= 1, "unanswered order {} stored {copies} times", flow.signal_id);
-    }
-    let rejected: Vec<&str> = outcomes
-        .iter()
-        .filter(|flow| flow.outcome.as_ref().is_ok_and(|verdict| verdict["verdict"] == "rejected"))
-        .map(|flow| flow.signal_id.as_str())
-        .collect();
-    let stored_although_rejected: Vec<&str> =
-        rejected.iter().copied().filter(|signal_id| stored.iter().any(|order| order.signal_id == *signal_id)).collect();
-    assert!(stored_although_rejected.is_empty(), "rejected orders found in TITAN_CMD: {stored_although_rejected:?}");
-    let stored_epochs: Vec<u64> = stored.iter().map(|order| order.epoch).collect();
-    assert!(stored_epochs.len() >= ORDERS_PER_PHASE, "only {} orders stored", stored_epochs.len());
-    let late = stored_epochs.iter().filter(|epoch| **epoch >= halt_epoch).count();
-    assert_eq!(late, 0, "orders stored at or after the halt's epoch {halt_epoch}");
+    check_stored_orders(&jetstream, &outcomes, &unanswered, halt_epoch).await;
     eprintln!("test took {:?}", started.elapsed());
 }

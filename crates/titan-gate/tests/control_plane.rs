@@ -4,6 +4,7 @@
 mod common;
 
 use async_nats::HeaderMap;
+use common::stale::StaleChecker;
 use common::{Harness, WAIT, rejection_reason};
 use serde_json::Value;
 use titan_gate_test_support::wait_until;
@@ -22,8 +23,8 @@ async fn start(latch: bool) -> Harness {
     .await
 }
 
-/// Kills the broker and waits until `/status` shows the local halt.
-async fn lose_control_plane(harness: &mut Harness) {
+/// Kills the broker, waits until `/status` shows the local halt and returns its epoch.
+async fn lose_control_plane(harness: &mut Harness) -> u64 {
     harness.server.kill().expect("nats-server is killed");
     wait_until(WAIT, "HARD_HALT CONTROL_PLANE_LOST", || async {
         let status = harness.status();
@@ -37,6 +38,7 @@ async fn lose_control_plane(harness: &mut Harness) {
     assert_eq!(status["control_plane_lost"], true, "{status}");
     let metrics = harness.metrics();
     assert!(metrics.contains("titan_gate_halted{scope=\"global\"} 1"), "{metrics}");
+    status["epoch"].as_u64().expect("epoch is a number")
 }
 
 /// Restarts the broker and waits until the gate is ready again.
@@ -54,10 +56,36 @@ async fn stored_state(harness: &Harness) -> Value {
     serde_json::from_slice(&value).expect("stored state is JSON")
 }
 
+/// Reads the audit records this gate made on its own, in stream order.
+async fn local_audit_records(harness: &Harness) -> Vec<Value> {
+    let Ok(mut stream) = harness.jetstream.get_stream("TITAN_GATE_AUDIT").await else {
+        return Vec::new();
+    };
+    let Ok(info) = stream.info().await else {
+        return Vec::new();
+    };
+    let mut records = Vec::new();
+    for sequence in 1..=info.state.last_sequence {
+        if let Ok(message) = stream.get_raw_message(sequence).await {
+            let record: Value = serde_json::from_slice(&message.payload).expect("audit record is JSON");
+            if record["local_only"] == true {
+                records.push(record);
+            }
+        }
+    }
+    records
+}
+
 #[tokio::test]
 async fn lost_control_plane_halts_then_clears() {
     let mut harness = start(false).await;
-    lose_control_plane(&mut harness).await;
+    let admitted = harness.signed_order("sig-before-loss").await;
+    assert_eq!(admitted["verdict"], "admitted", "{admitted}");
+    let mut checker = StaleChecker::new();
+    checker.record_verdict(std::time::Instant::now(), &admitted);
+
+    let lost_epoch = lose_control_plane(&mut harness).await;
+    checker.record_status(&harness.status());
     let log = harness.gate.log();
     assert_eq!(log.matches("applied HARD_HALT CONTROL_PLANE_LOST").count(), 1, "{log}");
 
@@ -67,10 +95,42 @@ async fn lost_control_plane_halts_then_clears() {
     let status = harness.status();
     assert_eq!(status["halted"], false, "{status}");
     assert_eq!(status["control_plane_lost"], false, "{status}");
+    let cleared_epoch = status["epoch"].as_u64().expect("epoch is a number");
+    assert!(cleared_epoch > lost_epoch, "epoch went from {lost_epoch} to {cleared_epoch}: {status}");
     harness.gate.wait_for_log("CONTROL_PLANE_LOST cleared", WAIT).await.expect("the clearing is logged");
+    wait_until(WAIT, "the raised epoch to be stored", || async {
+        stored_state(&harness).await["epoch"].as_u64() == Some(cleared_epoch)
+    })
+    .await
+    .unwrap_or_else(|error| panic!("{error}\n{}", harness.gate.log()));
     let stored = stored_state(&harness).await;
     assert_eq!(stored["global"]["mode"], "RUNNING", "{stored}");
-    assert_eq!(harness.signed_order("sig-after-clear").await["verdict"], "admitted");
+
+    let sent_at = std::time::Instant::now();
+    let verdict = harness.signed_order("sig-after-clear").await;
+    assert_eq!(verdict["verdict"], "admitted", "{verdict}");
+    checker.record_verdict(sent_at, &verdict);
+    assert_eq!(checker.stale_admissions(), Vec::<String>::new());
+
+    // Both transitions were queued while the broker was down and written after the reconnect.
+    wait_until(WAIT, "the local halt and its clearing in the audit stream", || async {
+        local_audit_records(&harness).await.len() >= 2
+    })
+    .await
+    .unwrap_or_else(|error| panic!("{error}\n{}", harness.gate.log()));
+    let records = local_audit_records(&harness).await;
+    assert_eq!(records.len(), 2, "{records:?}");
+    let (halt, clear) = (&records[0], &records[1]);
+    assert_eq!(halt["command"], "local_halt", "{halt}");
+    assert_eq!(halt["reason"], "CONTROL_PLANE_LOST", "{halt}");
+    assert_eq!(halt["from"], "RUNNING", "{halt}");
+    assert_eq!(halt["to"], "HARD_HALT", "{halt}");
+    assert_eq!(halt["epoch"], lost_epoch, "{halt}");
+    assert_eq!(halt["gate_id"], status["gate_id"], "{halt}");
+    assert_eq!(clear["command"], "local_clear", "{clear}");
+    assert_eq!(clear["from"], "HARD_HALT", "{clear}");
+    assert_eq!(clear["to"], "RUNNING", "{clear}");
+    assert_eq!(clear["epoch"], cleared_epoch, "{clear}");
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
+use common::stale::StaleChecker;
 use common::*;
 use futures::StreamExt;
 use serde_json::Value;
@@ -38,14 +39,20 @@ async fn every_halt_payload_shape_halts() {
         b"",
         br#"{"state":"PAUSE"}"#,
     ];
-    for shape in shapes {
+    let mut checker = StaleChecker::new();
+    for (index, shape) in shapes.into_iter().enumerate() {
         let event = harness.command(HALT, shape, HeaderMap::new()).await;
         assert_eq!(event["outcome"], "applied", "{}: {event}", String::from_utf8_lossy(shape));
         assert_eq!(event["mode"], "HARD_HALT");
+        checker.record_command_event(&event);
         assert_eq!(harness.status()["mode"], "HARD_HALT");
-        assert_eq!(rejection_reason(&harness.signed_order("sig-shape").await), "system_halted");
+        let verdict = harness.checked_order(&mut checker, &format!("sig-shape-{index}")).await;
+        assert_eq!(rejection_reason(&verdict), "system_halted");
         assert_eq!(harness.resume().await["outcome"], "applied");
+        let verdict = harness.checked_order(&mut checker, &format!("sig-resumed-{index}")).await;
+        assert_eq!(verdict["verdict"], "admitted", "{verdict}");
     }
+    assert_eq!(checker.stale_admissions(), Vec::<String>::new());
     assert!(harness.gate.log().contains("UNRECOGNIZED_COMMAND"), "unrecognized bytes are logged");
 }
 
@@ -170,11 +177,13 @@ async fn command_request_gets_reply_and_status_subject_answers() {
 async fn readyz_is_503_while_broker_is_down() {
     let mut harness = Harness::start().await;
     assert_eq!(harness.gate.status_code("/readyz"), 200);
+    assert!(harness.metrics().contains("titan_gate_ready 1"), "{}", harness.metrics());
     harness.server.kill().unwrap();
     wait_until(WAIT, "readyz 503", || async { harness.gate.status_code("/readyz") == 503 }).await.unwrap();
     let body = harness.gate.get("/readyz").unwrap().body;
     assert!(body.contains("connection to NATS is down"), "{body}");
     assert!(harness.metrics().contains("titan_gate_nats_connected 0"));
+    assert!(harness.metrics().contains("titan_gate_ready 0"));
     assert_eq!(harness.gate.status_code("/healthz"), 200);
 
     harness.server.restart().unwrap();
@@ -211,6 +220,8 @@ async fn halt_during_flood_takes_effect_while_flood_runs() {
     let event = harness.command(HALT, br#"{"reason":"halt under flood"}"#, HeaderMap::new()).await;
     assert!(!flood.is_finished(), "the flood must still run when the halt lands");
     let halt_epoch = event["epoch"].as_u64().unwrap();
+    let mut checker = StaleChecker::new();
+    checker.record_command_event(&event);
     wait_until(WAIT, "system_halted rejections during the flood", || async {
         harness.metrics().contains(r#"reason="system_halted"} "#)
             && !harness.metrics().contains(r#"reason="system_halted"} 0"#)
@@ -220,6 +231,11 @@ async fn halt_during_flood_takes_effect_while_flood_runs() {
     flooding.store(false, std::sync::atomic::Ordering::Relaxed);
     let sent = flood.await.unwrap();
     assert!(sent > 0);
+    // Requests wait behind the flood's backlog in the intake, so they are sent after it.
+    for index in 0..5 {
+        let verdict = harness.checked_order(&mut checker, &format!("sig-after-flood-{index}")).await;
+        assert_eq!(rejection_reason(&verdict), "system_halted");
+    }
 
     let stored = harness.stored_orders().await;
     let late: Vec<u64> = stored
@@ -231,6 +247,7 @@ async fn halt_during_flood_takes_effect_while_flood_runs() {
         .collect();
     assert!(late.is_empty(), "{} orders admitted at or after the halt's epoch", late.len());
     assert!(!stored.is_empty());
+    assert_eq!(checker.stale_admissions(), Vec::<String>::new());
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ use async_nats::HeaderMap;
 use common::*;
 use futures::StreamExt;
 use serde_json::Value;
+use titan_gate_test_support::wait_until;
 
 #[tokio::test]
 async fn admitted_order_lands_byte_identical() {
@@ -112,6 +113,39 @@ async fn no_stream_is_prompt_forward_failed() {
     let verdict = harness.signed_order("sig-nostream").await;
     assert_eq!(rejection_reason(&verdict), "forward_failed", "{verdict}");
     assert!(started.elapsed() < std::time::Duration::from_secs(2), "took {:?}", started.elapsed());
+    let detail = verdict["detail"].as_str().expect("detail is a string");
+    assert!(detail.contains("no JetStream stream stores subject"), "{verdict}");
+}
+
+/// A stream the gate found, which then stops replying (here it is deleted, as a stand-in
+/// for a stream without a leader during an election): the detail names the stream and the
+/// missing reply instead of claiming that no stream exists.
+#[tokio::test]
+async fn known_stream_without_responders_is_named() {
+    let harness = Harness::start().await;
+    assert_eq!(harness.status()["forward_stream"], "TITAN_CMD");
+    // The gate looks the stream up again every 5 s. A lookup between the deletion and the
+    // order changes the detail, so the round is repeated when the status shows one happened.
+    for attempt in 0..3 {
+        harness.jetstream.delete_stream("TITAN_CMD").await.expect("TITAN_CMD deleted");
+        let verdict = harness.signed_order(&format!("sig-no-leader-{attempt}")).await;
+        let lookup_ran = harness.status()["forward_stream"].is_null();
+        if !lookup_ran {
+            assert_eq!(rejection_reason(&verdict), "forward_failed", "{verdict}");
+            let detail = verdict["detail"].as_str().expect("detail is a string");
+            assert!(detail.contains("stream TITAN_CMD"), "{verdict}");
+            assert!(detail.contains("no responders"), "{verdict}");
+            assert!(!detail.contains("no JetStream stream stores"), "{verdict}");
+            return;
+        }
+        create_titan_stream(&harness.jetstream).await;
+        wait_until(WAIT, "the gate to find TITAN_CMD again", || async {
+            harness.status()["forward_stream"] == "TITAN_CMD"
+        })
+        .await
+        .expect("stream found again");
+    }
+    panic!("the forward stream lookup ran between deletion and order in every attempt");
 }
 
 #[tokio::test]

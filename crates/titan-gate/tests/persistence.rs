@@ -6,6 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
+use common::stale::StaleChecker;
 use common::*;
 use serde_json::Value;
 use titan_gate::store::{STATE_KEY, StateStore};
@@ -36,8 +37,11 @@ async fn try_signed_order(harness: &Harness, signal_id: &str) -> Option<Value> {
 #[tokio::test]
 async fn killed_gate_comes_back_halted() {
     let mut harness = Harness::start().await;
+    let mut checker = StaleChecker::new();
+    assert_eq!(harness.checked_order(&mut checker, "sig-before-kill").await["verdict"], "admitted");
     let event = harness.command(HALT, br#"{"reason":"kill test","operator":"tester"}"#, HeaderMap::new()).await;
     assert_eq!(event["outcome"], "applied");
+    checker.record_command_event(&event);
     let epoch = event["epoch"].as_u64().expect("epoch is a number");
     wait_stored_epoch(&harness, epoch).await;
 
@@ -51,7 +55,10 @@ async fn killed_gate_comes_back_halted() {
     assert_eq!(status["operator"], "tester", "{status}");
     assert_eq!(status["epoch"], epoch, "{status}");
     assert_eq!(status["state_loaded"], true, "{status}");
-    assert_eq!(rejection_reason(&harness.signed_order("sig-after-kill").await), "system_halted");
+    checker.record_status(&status);
+    assert_eq!(rejection_reason(&harness.checked_order(&mut checker, "sig-after-kill").await), "system_halted");
+    assert_eq!(checker.orders_after_first_halt(), 1);
+    assert_eq!(checker.stale_admissions(), Vec::<String>::new());
 }
 
 #[tokio::test]
@@ -60,6 +67,8 @@ async fn broker_restart_rereads_state_before_admitting() {
     let event =
         harness.command("titan.cmd.sys.halt.v1.venue.okx", br#"{"reason":"okx outage"}"#, HeaderMap::new()).await;
     let epoch = event["epoch"].as_u64().expect("epoch is a number");
+    let mut checker = StaleChecker::new();
+    checker.record_command_event(&event);
     wait_stored_epoch(&harness, epoch).await;
     let revision = harness.status()["state_revision"].as_u64().expect("state_revision is a number");
 
@@ -76,9 +85,11 @@ async fn broker_restart_rereads_state_before_admitting() {
     while harness.gate.status_code("/readyz") != 200 {
         assert!(Instant::now() < deadline, "gate not ready 20 s after the restart\n{}", harness.gate.log());
         // Until the gate subscribes again, the server reports no responders.
+        let sent_at = Instant::now();
         let Some(verdict) = try_signed_order(&harness, &format!("sig-reconnect-{}", verdicts.len())).await else {
             continue;
         };
+        checker.record_verdict(sent_at, &verdict);
         let loads = harness.gate.log().matches("Halt state loaded").count();
         verdicts.push((verdict, loads));
     }
@@ -97,7 +108,9 @@ async fn broker_restart_rereads_state_before_admitting() {
     assert_eq!(status["scopes"][0]["scope"], "venue:okx", "{status}");
     assert_eq!(status["scopes"][0]["reason"], "okx outage", "{status}");
     assert!(harness.gate.log().matches("Halt state loaded").count() >= 2, "{}", harness.gate.log());
-    assert_eq!(harness.signed_order("sig-after-reconnect").await["verdict"], "admitted");
+    assert_eq!(harness.checked_order(&mut checker, "sig-after-reconnect").await["verdict"], "admitted");
+    assert!(checker.orders_after_first_halt() >= 1);
+    assert_eq!(checker.stale_admissions(), Vec::<String>::new());
 }
 
 #[tokio::test]
@@ -125,6 +138,15 @@ async fn halt_reaches_both_replicas() {
     let status = status_of(&replica_b);
     assert_eq!(status["reason"], "halt both", "{status}");
     assert_eq!(status["epoch"], 1, "one halt makes one change of epoch: {status}");
+
+    let mut checker = StaleChecker::new();
+    checker.record_status(&status_of(&harness.gate));
+    checker.record_status(&status);
+    for index in 0..4 {
+        let verdict = harness.checked_order(&mut checker, &format!("sig-both-{index}")).await;
+        assert_eq!(rejection_reason(&verdict), "system_halted");
+    }
+    assert_eq!(checker.stale_admissions(), Vec::<String>::new());
 }
 
 #[tokio::test]
@@ -143,6 +165,16 @@ async fn later_replica_adopts_stored_state() {
     assert_eq!(status["mode"], "RUNNING", "{status}");
     assert_eq!(status["epoch"], epoch, "{status}");
     assert_eq!(status["scopes"][0]["scope"], "symbol:ETH_USDT", "{status}");
+
+    // Orders on another symbol are admitted by either replica, never under an older epoch.
+    let mut checker = StaleChecker::new();
+    checker.record_command_event(&event);
+    checker.record_status(&status);
+    for index in 0..4 {
+        let verdict = harness.checked_order(&mut checker, &format!("sig-adopted-{index}")).await;
+        assert_eq!(verdict["verdict"], "admitted", "{verdict}");
+    }
+    assert_eq!(checker.stale_admissions(), Vec::<String>::new());
 }
 
 #[tokio::test]

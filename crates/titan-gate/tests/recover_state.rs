@@ -60,13 +60,21 @@ async fn store_running_state(harness: &Harness, epoch: u64) {
         .unwrap_or_else(|error| panic!("{error}\n{}", harness.gate.log()));
 }
 
-/// Waits until the running gate halts with `STATE_UNKNOWN`, then starts a replica, which
-/// cannot load the state and so reports 503 on `/readyz`. A running gate that sees the value
-/// through its watch halts but keeps answering 200, so only a loading gate shows the 503.
+/// Waits until the running gate, which reads the unusable value through its watch, halts
+/// with `STATE_UNKNOWN` and answers 503 on `/readyz` naming the problem, and checks that it
+/// rejects an order. Then starts a replica, which cannot load the state at all and so
+/// reports the same.
 async fn wait_state_unknown(harness: &Harness) -> GateProcess {
-    wait_until(WAIT, "the gate to halt with STATE_UNKNOWN", || async { harness.status()["reason"] == "STATE_UNKNOWN" })
-        .await
-        .unwrap_or_else(|error| panic!("{error}\n{}", harness.gate.log()));
+    wait_until(WAIT, "the running gate's readyz 503 with STATE_UNKNOWN", || async {
+        harness.gate.get("/readyz").is_some_and(|response| {
+            response.status == 503 && response.body.contains("stored halt state cannot be used")
+        }) && harness.status()["reason"] == "STATE_UNKNOWN"
+    })
+    .await
+    .unwrap_or_else(|error| panic!("{error}\n{}", harness.gate.log()));
+    let status = harness.status();
+    assert_eq!(status["mode"], "HARD_HALT", "{status}");
+    assert_eq!(common::rejection_reason(&harness.signed_order("sig-state-unknown").await), "system_halted");
 
     let replica = harness.replica("gate-b", |builder| builder).await;
     wait_until(WAIT, "the replica's readyz 503 with STATE_UNKNOWN", || async {
@@ -111,10 +119,27 @@ async fn recovers_corrupt_state() {
     wait_recovered(&replica, 41).await;
     wait_recovered(&harness.gate, 41).await;
 
-    let stored = state_store(&harness).await.load().await.expect("loads").expect("stored");
-    assert_eq!(stored.state.epoch, 42);
-    assert_eq!(stored.updated_by, "recover-state:alice");
-    assert_eq!(stored.state.scope_count(), 0);
+    let history = state_store(&harness).await.history().await.expect("history reads");
+    let recovered = history
+        .iter()
+        .filter_map(|revision| revision.as_ref().ok())
+        .find(|stored| stored.updated_by == "recover-state:alice")
+        .unwrap_or_else(|| panic!("no revision by recover-state: {history:?}"));
+    assert_eq!(recovered.state.epoch, 42);
+    assert_eq!(recovered.state.scope_count(), 0);
+    // The running gate had reported its own STATE_UNKNOWN halt at epoch 42, so clearing it
+    // raises the epoch to 43 and stores that, and both gates agree on it.
+    let store = state_store(&harness).await;
+    wait_until(WAIT, "the raised epoch 43 to be stored", || async {
+        store.load().await.ok().flatten().is_some_and(|stored| stored.state.epoch == 43)
+    })
+    .await
+    .unwrap_or_else(|error| panic!("{error}\n{}", harness.gate.log()));
+    for gate in [&harness.gate, &replica] {
+        wait_until(WAIT, "each gate to report epoch 43", || async { status_of(gate)["epoch"] == 43 })
+            .await
+            .unwrap_or_else(|error| panic!("{error}\n{}", gate.log()));
+    }
 
     harness.resume().await;
     harness.wait_mode("RUNNING").await;

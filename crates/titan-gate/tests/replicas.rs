@@ -5,6 +5,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::stale::StaleChecker;
 use common::*;
 use serde_json::Value;
 use titan_gate_test_support::{GateProcess, wait_until};
@@ -44,6 +45,16 @@ async fn halt_reaches_three_replicas_within_a_second() {
     assert!(started.elapsed() < Duration::from_secs(1));
     let status = agreed(&[&harness.gate, &b, &c]).await;
     assert_eq!(status["reason"], "halt all three");
+
+    let mut checker = StaleChecker::new();
+    for gate in [&harness.gate, &b, &c] {
+        checker.record_status(&status_of(gate));
+    }
+    for index in 0..6 {
+        let verdict = harness.checked_order(&mut checker, &format!("sig-three-{index}")).await;
+        assert_eq!(rejection_reason(&verdict), "system_halted");
+    }
+    assert_eq!(checker.stale_admissions(), Vec::<String>::new());
 }
 
 #[tokio::test]
@@ -55,6 +66,7 @@ async fn racing_halt_and_resume_end_in_one_agreed_state() {
 
     let mut events = harness.client.subscribe("titan.evt.gate.command.v1").await.unwrap();
     harness.client.flush().await.unwrap();
+    let mut checker = StaleChecker::new();
     for round in 0..5 {
         let resume = br#"{"state":"OPEN","reason":"racing resume"}"#;
         let headers = v2_headers(OPS_KEY_ID, OPS_SECRET, HALT, resume, now_ms(), &nonce());
@@ -69,13 +81,19 @@ async fn racing_halt_and_resume_end_in_one_agreed_state() {
         other_client.flush().await.unwrap();
         // Two commands, each acted on by both replicas.
         for _ in 0..4 {
-            tokio::time::timeout(WAIT, futures::StreamExt::next(&mut events)).await.expect("command event").unwrap();
+            let event = tokio::time::timeout(WAIT, futures::StreamExt::next(&mut events))
+                .await
+                .expect("command event")
+                .unwrap();
+            checker.record_command_event(&serde_json::from_slice(&event.payload).expect("command event is JSON"));
         }
 
         let status = agreed(&[&harness.gate, &b]).await;
+        checker.record_status(&status_of(&harness.gate));
+        checker.record_status(&status_of(&b));
         let mode = status["mode"].as_str().unwrap().to_owned();
         assert!(mode == "HARD_HALT" || mode == "RUNNING", "round {round}: {status}");
-        let verdict = harness.signed_order(&format!("sig-race-{round}")).await;
+        let verdict = harness.checked_order(&mut checker, &format!("sig-race-{round}")).await;
         if mode == "HARD_HALT" {
             assert_eq!(rejection_reason(&verdict), "system_halted", "round {round}");
         } else {
@@ -87,4 +105,6 @@ async fn racing_halt_and_resume_end_in_one_agreed_state() {
         }
         agreed(&[&harness.gate, &b]).await;
     }
+    assert!(checker.orders_after_first_halt() >= 1, "no order was sent after a halt");
+    assert_eq!(checker.stale_admissions(), Vec::<String>::new());
 }

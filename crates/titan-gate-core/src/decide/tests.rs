@@ -1,6 +1,6 @@
 use super::*;
 use crate::keyring::Key;
-use crate::state::{Change, Transition};
+use crate::state::{Change, ScopeKind, Transition};
 
 const NOW: i64 = 1_764_806_400_000;
 const SUBJECT: &str = "titan.gate.execution.place.v1.binance.main.BTC_USDT";

@@ -39,7 +39,9 @@ pub(super) async fn connect(url: &str, env: &Environment, timeout: Duration) -> 
             .with_context(|| format!("cannot read the NATS credentials file {creds} ({ENV_NATS_CREDS})"))?;
     }
 
-    match tokio::time::timeout(timeout, options.connect(url)).await {
+    let servers = crate::config::parse_server_list(url)
+        .map_err(|error| anyhow::anyhow!("invalid NATS URL in --nats-url or {ENV_NATS_URL}: {error}"))?;
+    match tokio::time::timeout(timeout, options.connect(servers.as_slice())).await {
         Ok(Ok(client)) => Ok(client),
         Ok(Err(error)) => anyhow::bail!(
             "cannot connect to NATS at {shown}: {error}; check that nats-server runs there, or pass --nats-url or set {ENV_NATS_URL}"
@@ -109,5 +111,21 @@ mod tests {
         assert_eq!(nats_url(Some("nats://flag:4222"), &env), "nats://flag:4222");
         assert_eq!(nats_url(None, &env), "nats://env:4222");
         assert_eq!(nats_url(None, &Environment::new()), DEFAULT_NATS_URL);
+    }
+
+    #[test]
+    fn redact_url_hides_each_password() {
+        let shown = redact_url("nats://u:secret@a:4001,nats://b:4002,tls://v:other@c:4003");
+        assert_eq!(shown, "nats://***@a:4001,nats://b:4002,tls://***@c:4003");
+    }
+
+    #[tokio::test]
+    async fn connect_names_invalid_entry() {
+        let error = connect("nats://127.0.0.1:1,ftp://x", &Environment::new(), Duration::from_millis(100))
+            .await
+            .expect_err("an invalid entry is rejected before connecting");
+        let text = error.to_string();
+        assert!(text.contains(r#"entry 2 "ftp://x""#), "{text}");
+        assert!(text.contains(ENV_NATS_URL), "{text}");
     }
 }

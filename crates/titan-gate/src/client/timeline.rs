@@ -151,7 +151,8 @@ fn is_not_found(error: &jetstream::context::GetStreamError) -> bool {
 /// Groups the records into steps per scope, then the steps into incidents, oldest first.
 fn build_incidents(records: &[AuditRecord]) -> Vec<Incident> {
     let mut steps: BTreeMap<(&str, u64, &str), Step> = BTreeMap::new();
-    for record in records {
+    // On-halt action records describe no transition of their own.
+    for record in records.iter().filter(|record| record.action.is_none()) {
         let step = steps.entry((&record.scope, record.epoch, &record.to)).or_insert_with(|| Step {
             command: record.command.clone(),
             from: record.from.clone(),
@@ -289,6 +290,7 @@ mod tests {
             command: if to == "RUNNING" { "resume" } else { "halt" }.to_owned(),
             rejected_under_previous: rejected,
             local_only: false,
+            action: None,
         }
     }
 

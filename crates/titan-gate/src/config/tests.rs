@@ -144,3 +144,26 @@ fn control_plane_lost_after_upper_bound() {
         .unwrap_err();
     assert!(error.to_string().contains("100..=600000"), "{error}");
 }
+
+#[test]
+fn nats_url_list_gives_every_server() {
+    let environment = env(&[(ENV_NATS_URL, "nats://127.0.0.1:4001,nats://127.0.0.1:4002, nats://127.0.0.1:4003")]);
+    let settings = Settings::load(None, &environment, &FlagSettings::default()).unwrap();
+    let ports: Vec<u16> = settings.nats.servers.iter().map(async_nats::ServerAddr::port).collect();
+    assert_eq!(ports, [4001, 4002, 4003]);
+}
+
+#[test]
+fn nats_url_error_names_setting_and_entry() {
+    let environment = env(&[(ENV_NATS_URL, "nats://127.0.0.1:4001,http://127.0.0.1:4002")]);
+    let error = Settings::load(None, &environment, &FlagSettings::default()).unwrap_err();
+    assert_eq!(error.0.len(), 1, "{error}");
+    let text = &error.0[0];
+    assert!(text.starts_with(&format!("nats_url ({ENV_NATS_URL}): entry 2")), "{text}");
+    assert!(text.contains("http://127.0.0.1:4002"), "{text}");
+
+    let flags = FlagSettings { nats_url: Some("nats://a:1,,nats://b:2".to_owned()), ..FlagSettings::default() };
+    let error = Settings::load(None, &Environment::new(), &flags).unwrap_err();
+    assert!(error.0[0].contains("entry 2"), "{error}");
+    assert!(error.0[0].contains("empty"), "{error}");
+}

@@ -34,7 +34,7 @@ fn apply_queues_change_until_persisted() {
     let (snapshot, count) = gate.unpersisted_snapshot();
     assert_eq!(snapshot.epoch, 4);
     assert_eq!(count, 1);
-    gate.mark_persisted(count);
+    gate.mark_persisted(count, &snapshot);
     assert!(!gate.has_unpersisted());
 }
 
@@ -195,4 +195,135 @@ fn replace_state_drops_resume_signed_before_newer_halt() {
     gate.apply(&resume);
     let state = gate.replace_state(older_halt);
     assert_eq!(state.global.mode, Mode::Running, "a resume signed after the halt began still applies");
+}
+
+/// Returns every audit record queued so far.
+fn queued_records(queue: &mut crate::audit::AuditQueue) -> Vec<crate::audit::AuditRecord> {
+    std::iter::from_fn(|| queue.try_next()).collect()
+}
+
+#[test]
+fn control_plane_lost_clears_above_its_epoch() {
+    let gate = gate_with_control_plane_lost(false);
+    reconnect(&gate);
+    let state = gate.replace_state(stored(3, Mode::Running));
+    assert_eq!(state.global.mode, Mode::Running);
+    assert_eq!(state.epoch, 5, "the local halt had epoch 4");
+
+    assert!(gate.has_unpersisted(), "the raised epoch must be stored so replicas agree");
+    let (snapshot, count) = gate.unpersisted_snapshot();
+    assert_eq!(count, 0);
+    assert_eq!(snapshot.epoch, 5);
+    assert_eq!(snapshot.global.reason, "stored");
+    gate.mark_persisted(count, &snapshot);
+    assert!(!gate.has_unpersisted());
+}
+
+#[test]
+fn raised_epoch_needs_no_write_once_stored() {
+    let gate = gate_with_control_plane_lost(false);
+    reconnect(&gate);
+    gate.replace_state(stored(3, Mode::Running));
+    assert!(gate.has_unpersisted());
+
+    // Another replica stored the same epoch first.
+    let state = gate.replace_state(stored(5, Mode::Running));
+    assert_eq!(state.epoch, 5);
+    assert!(!gate.has_unpersisted());
+}
+
+#[test]
+fn epoch_never_goes_down_on_lower_stored_epoch() {
+    let gate = gate();
+    gate.replace_state(stored(9, Mode::Running));
+    let state = gate.replace_state(stored(2, Mode::Running));
+    assert_eq!(state.epoch, 9);
+    let (snapshot, _) = gate.unpersisted_snapshot();
+    assert_eq!(snapshot.epoch, 9, "the store is brought back up to the reported epoch");
+    assert!(gate.has_unpersisted());
+}
+
+#[test]
+fn control_plane_lost_and_clearing_are_audited() {
+    let gate = gate();
+    let mut queue = gate.take_audit_queue().expect("the queue is still there");
+    gate.replace_state(stored(3, Mode::Running));
+    gate.count_halt_rejection();
+    gate.health.record_control_disconnect();
+    let lost_at = gate.health.control_lost_at().unwrap();
+    gate.halt_control_plane_lost(lost_at).unwrap();
+    gate.count_halt_rejection();
+    gate.count_halt_rejection();
+    reconnect(&gate);
+    gate.replace_state(stored(3, Mode::Running));
+
+    let records = queued_records(&mut queue);
+    assert_eq!(records.len(), 2, "{records:?}");
+    let (halt, clear) = (&records[0], &records[1]);
+    assert_eq!((halt.from.as_str(), halt.to.as_str()), ("RUNNING", "HARD_HALT"));
+    assert_eq!(halt.reason, CONTROL_PLANE_LOST);
+    assert_eq!(halt.command, "local_halt");
+    assert_eq!(halt.scope, "global");
+    assert_eq!(halt.epoch, 4);
+    assert_eq!(halt.rejected_under_previous, 1);
+    assert!(halt.local_only);
+    assert_eq!((clear.from.as_str(), clear.to.as_str()), ("HARD_HALT", "RUNNING"));
+    assert!(clear.reason.starts_with("CONTROL_PLANE_LOST cleared"), "{}", clear.reason);
+    assert_eq!(clear.command, "local_clear");
+    assert_eq!(clear.epoch, 5);
+    assert_eq!(clear.rejected_under_previous, 2);
+    assert!(clear.local_only);
+    assert_eq!(clear.gate_id, gate.settings.gate_id);
+}
+
+#[test]
+fn state_unknown_is_audited_and_cleared() {
+    let gate = gate();
+    let mut queue = gate.take_audit_queue().unwrap();
+    gate.replace_state(stored(3, Mode::Running));
+    let state = gate.halt_state_unknown();
+    assert_eq!(state.global.reason, STATE_UNKNOWN);
+    assert_eq!(state.epoch, 4);
+    assert!(!gate.has_unpersisted(), "STATE_UNKNOWN is never queued for the store");
+    assert_eq!(gate.halt_state_unknown().epoch, 4, "a second unusable value changes nothing");
+
+    // A valid state stored at the local halt's epoch, as `recover-state` writes it.
+    let state = gate.replace_state(stored(4, Mode::HardHalt));
+    assert_eq!(state.global.reason, "stored");
+    assert_eq!(state.epoch, 5);
+    assert!(gate.has_unpersisted());
+
+    let records = queued_records(&mut queue);
+    let summary: Vec<(&str, &str, &str, u64)> = records
+        .iter()
+        .map(|record| (record.command.as_str(), record.from.as_str(), record.to.as_str(), record.epoch))
+        .collect();
+    assert_eq!(summary, [("local_halt", "RUNNING", "HARD_HALT", 4), ("local_clear", "HARD_HALT", "HARD_HALT", 5)]);
+}
+
+#[test]
+fn starting_state_unknown_is_not_a_transition() {
+    let gate = gate();
+    let mut queue = gate.take_audit_queue().unwrap();
+    let state = gate.halt_state_unknown();
+    assert_eq!(state.epoch, 0);
+    let state = gate.replace_state(stored(0, Mode::Running));
+    assert_eq!(state.epoch, 0);
+    assert!(!gate.has_unpersisted());
+    assert!(queued_records(&mut queue).is_empty());
+}
+
+#[test]
+fn control_plane_lost_replaces_state_unknown() {
+    let gate = gate();
+    gate.replace_state(stored(3, Mode::Running));
+    gate.halt_state_unknown();
+    gate.health.record_control_disconnect();
+    let lost_at = gate.health.control_lost_at().unwrap();
+    let state = gate.halt_control_plane_lost(lost_at).unwrap();
+    assert_eq!(state.global.reason, CONTROL_PLANE_LOST);
+    assert_eq!(state.epoch, 5);
+    assert_eq!(gate.halt_state_unknown().global.reason, CONTROL_PLANE_LOST);
+    let (snapshot, _) = gate.unpersisted_snapshot();
+    assert_eq!(snapshot.global.mode, Mode::Running, "the write keeps the stored global entry");
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, reason = "each test binary uses a different part of the harness")]
 
+pub mod stale;
+
 use std::time::Duration;
 
 use async_nats::HeaderMap;
@@ -104,6 +106,14 @@ impl Harness {
     /// Sends a v1-signed order with a fresh nonce and returns the verdict.
     pub async fn signed_order(&self, signal_id: &str) -> Value {
         self.order(TAIL, v1_envelope(&payload(signal_id, "BUY_SETUP"), now_ms(), &nonce()), HeaderMap::new()).await
+    }
+
+    /// Sends a v1-signed order like [`Self::signed_order`] and records it in `checker`.
+    pub async fn checked_order(&self, checker: &mut stale::StaleChecker, signal_id: &str) -> Value {
+        let sent_at = std::time::Instant::now();
+        let verdict = self.signed_order(signal_id).await;
+        checker.record_verdict(sent_at, &verdict);
+        verdict
     }
 
     /// Publishes a halt-subject message (no reply) and waits for this gate's command event.
@@ -255,4 +265,17 @@ pub fn envelope_with_unchecked_signature(payload: &str) -> String {
         now_ms(),
         nonce()
     )
+}
+
+/// Returns the value of one series in Prometheus text, such as
+/// `titan_gate_halt_notices_total{outcome="received"}`, or `None` when it is absent.
+pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Sends a v1-signed opening order of `strategy` (the payload's `source`) and returns the verdict.
+pub async fn strategy_order(harness: &Harness, strategy: &str, signal_id: &str) -> Value {
+    let payload =
+        payload(signal_id, "BUY_SETUP").replace(r#""source":"scavenger""#, &format!(r#""source":"{strategy}""#));
+    harness.order(TAIL, v1_envelope(&payload, now_ms(), &nonce()), HeaderMap::new()).await
 }
