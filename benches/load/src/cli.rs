@@ -66,8 +66,12 @@ pub struct LoadArgs {
     pub paths: Vec<PathKind>,
     /// Halts per load level in the halt-to-effect measurement (at 50 % and 100 % of the
     /// gate's measured throughput); 0 skips it. Needs the gate path and request mode.
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 50)]
     pub halts: u32,
+    /// Halted scopes in force on the gate path, stored in the gate's state bucket before
+    /// the gate starts. No load order falls in them, so they only add to the halt check.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub halted_scopes: u32,
     /// Writes the report as JSON to this file, or to stdout for `-`.
     #[arg(long)]
     pub json: Option<PathBuf>,

@@ -114,6 +114,11 @@ pub struct ForwarderProcess {
 }
 
 impl ForwarderProcess {
+    /// Returns the process id, or 0 once the process has been reaped.
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
     /// Starts this program's `forward` subcommand and waits until it is subscribed.
     pub async fn start(nats_url: &str) -> anyhow::Result<Self> {
         let program = std::env::current_exe().context("cannot find this program's executable")?;

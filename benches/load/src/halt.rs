@@ -57,6 +57,9 @@ pub struct HaltStats {
     /// The same, but from the first rejected order's send time when that order was sent
     /// after the halt's publish: it leaves out the wait for the producer's next order.
     pub effect_after_send: Histogram<u64>,
+    /// Halt publish to the arrival of the gate's `applied` command event, in
+    /// nanoseconds: the gate's own time to apply the halt, without any order's round trip.
+    pub applied: Histogram<u64>,
     pub halts: u32,
     /// Halts whose epoch never produced a `system_halted` verdict.
     pub without_effect: u32,
@@ -83,8 +86,10 @@ impl HaltProbe {
         let state = self.state.lock().expect("probe lock");
         let mut effect = Histogram::new_with_bounds(1, 60_000_000_000, 3).context("histogram bounds")?;
         let mut effect_after_send = effect.clone();
+        let mut applied = effect.clone();
         let mut without_effect = 0;
         for halt in halts {
+            applied.saturating_record(nanos(halt.confirmed.saturating_duration_since(halt.published)).max(1));
             let Some(&(sent, received)) = state.first_halted_reply.get(&halt.epoch) else {
                 without_effect += 1;
                 continue;
@@ -97,6 +102,7 @@ impl HaltProbe {
         Ok(HaltStats {
             effect,
             effect_after_send,
+            applied,
             halts: u32::try_from(halts.len()).unwrap_or(u32::MAX),
             without_effect,
             admitted_after_halt: admitted_after_halt as u64,

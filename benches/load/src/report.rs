@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::cli::{PathKind, Scheme, SendMode};
 use crate::drive::PathStats;
 use crate::halt::HaltStats;
+use crate::setup::ProcessFigures;
 
 /// Gate throughput must reach this share of the forwarder's.
 const TARGET_THROUGHPUT_RATIO: f64 = 0.9;
@@ -25,8 +26,6 @@ pub struct Report {
     /// Gate figures divided by the forwarder's, when both ran.
     pub gate_over_forwarder: Option<Ratios>,
     pub halt_to_effect: Vec<HaltReport>,
-    /// Peak resident memory of the gate process while it was loaded, in KiB.
-    pub gate_peak_rss_kib: Option<u64>,
 }
 
 /// The settings a run used.
@@ -38,6 +37,9 @@ pub struct Settings {
     pub rate: u64,
     pub in_flight: u32,
     pub payload_bytes: u32,
+    pub halted_scopes: u32,
+    /// The `--gate-env` settings, as NAME=VALUE.
+    pub gate_env: Vec<String>,
     pub duration_s: f64,
     pub warmup_s: f64,
     pub gate_binary: Option<String>,
@@ -56,6 +58,11 @@ pub struct PathReport {
     pub max_us: f64,
     pub not_admitted: BTreeMap<String, u64>,
     pub unaccounted: u64,
+    /// Memory and CPU time of the forwarder or gate process; none on the direct path.
+    pub process: Option<ProcessFigures>,
+    /// CPU time of that process per admitted order in the window, in microseconds: a
+    /// figure that another job's load on the machine moves far less than the throughput.
+    pub cpu_us_per_order: Option<f64>,
 }
 
 /// Gate ÷ forwarder, and whether each target is met.
@@ -65,6 +72,7 @@ pub struct Ratios {
     pub p50: f64,
     pub p99: f64,
     pub p999: f64,
+    pub cpu_per_order: Option<f64>,
     pub throughput_met: bool,
     pub p50_met: bool,
     pub p99_met: bool,
@@ -84,6 +92,9 @@ pub struct HaltReport {
     /// that order left after the halt's publish.
     pub after_send_p50_us: f64,
     pub after_send_p99_us: f64,
+    /// Percentiles of the halt's publish to the gate's `applied` command event.
+    pub applied_p50_us: f64,
+    pub applied_p99_us: f64,
     pub target_p99_us: f64,
     pub p99_met: bool,
     pub admitted_after_halt: u64,
@@ -102,7 +113,12 @@ fn micros(nanos: u64) -> f64 {
 
 impl PathReport {
     /// Summarizes one path's run.
-    pub fn new(stats: &PathStats) -> Self {
+    #[allow(clippy::cast_precision_loss, reason = "order counts stay far below 2^52")]
+    pub fn new(stats: &PathStats, process: Option<ProcessFigures>) -> Self {
+        let admitted = stats.latency.len();
+        let cpu_us_per_order = process
+            .filter(|figures| figures.cpu_s > 0.0 && admitted > 0)
+            .map(|figures| figures.cpu_s * 1e6 / admitted as f64);
         Self {
             path: stats.path,
             admitted: stats.latency.len(),
@@ -113,6 +129,8 @@ impl PathReport {
             max_us: micros(stats.latency.max()),
             not_admitted: stats.not_admitted.clone(),
             unaccounted: stats.unaccounted,
+            process,
+            cpu_us_per_order,
         }
     }
 }
@@ -128,6 +146,10 @@ impl Ratios {
             p50,
             p99,
             p999: gate.p999_us / forwarder.p999_us,
+            cpu_per_order: gate
+                .cpu_us_per_order
+                .zip(forwarder.cpu_us_per_order)
+                .map(|(gate, forwarder)| gate / forwarder),
             throughput_met: throughput >= TARGET_THROUGHPUT_RATIO,
             p50_met: p50 <= TARGET_P50_RATIO,
             p99_met: p99 <= TARGET_P99_RATIO,
@@ -149,6 +171,8 @@ impl HaltReport {
             max_us: micros(stats.effect.max()),
             after_send_p50_us: quantile_us(&stats.effect_after_send, 0.5),
             after_send_p99_us: quantile_us(&stats.effect_after_send, 0.99),
+            applied_p50_us: quantile_us(&stats.applied, 0.5),
+            applied_p99_us: quantile_us(&stats.applied, 0.99),
             target_p99_us,
             p99_met: p99_us <= target_p99_us && stats.without_effect == 0,
             admitted_after_halt: stats.admitted_after_halt,
@@ -181,6 +205,9 @@ impl Report {
             settings.duration_s,
             settings.warmup_s
         )?;
+        if settings.halted_scopes > 0 || !settings.gate_env.is_empty() {
+            writeln!(out, "gate: {} halted scopes, environment {:?}", settings.halted_scopes, settings.gate_env)?;
+        }
         if let Some(binary) = &settings.gate_binary {
             let kind = if settings.gate_release_build == Some(true) { "release build" } else { "NOT a release build" };
             writeln!(out, "gate binary: {binary} ({kind})")?;
@@ -188,8 +215,8 @@ impl Report {
         writeln!(out)?;
         writeln!(
             out,
-            "{:<10} {:>10} {:>10} {:>10} {:>10} {:>10}  not admitted",
-            "path", "orders/s", "p50 µs", "p99 µs", "p99.9 µs", "max µs"
+            "{:<10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12}  not admitted",
+            "path", "orders/s", "p50 µs", "p99 µs", "p99.9 µs", "max µs", "CPU µs/order"
         )?;
         for path in &self.paths {
             let mut others: Vec<String> =
@@ -199,13 +226,14 @@ impl Report {
             }
             writeln!(
                 out,
-                "{:<10} {:>10.0} {:>10.1} {:>10.1} {:>10.1} {:>10.1}  {}",
+                "{:<10} {:>10.0} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>12}  {}",
                 path.path.label(),
                 path.throughput_per_s,
                 path.p50_us,
                 path.p99_us,
                 path.p999_us,
                 path.max_us,
+                path.cpu_us_per_order.map_or_else(|| "-".to_owned(), |cpu| format!("{cpu:.1}")),
                 if others.is_empty() { "0".to_owned() } else { others.join(", ") }
             )?;
         }
@@ -221,39 +249,62 @@ impl Report {
             writeln!(out, "  p50        {:.3} (target ≤ {TARGET_P50_RATIO}: {})", ratios.p50, met(ratios.p50_met))?;
             writeln!(out, "  p99        {:.3} (target ≤ {TARGET_P99_RATIO}: {})", ratios.p99, met(ratios.p99_met))?;
             writeln!(out, "  p99.9      {:.3}", ratios.p999)?;
+            if let Some(cpu) = ratios.cpu_per_order {
+                writeln!(out, "  CPU/order  {cpu:.3}")?;
+            }
         }
-        if let Some(kib) = self.gate_peak_rss_kib {
-            writeln!(out, "gate peak resident memory under load: {:.1} MiB", mebibytes(kib))?;
+        let gate_process = self.paths.iter().find(|path| path.path == PathKind::Gate).and_then(|path| path.process);
+        if let Some(memory) = gate_process {
+            writeln!(
+                out,
+                "gate resident memory: peak {:.1} MiB under load, {:.1} MiB at the end, VmHWM {:.1} MiB",
+                mebibytes(memory.peak_rss_kib),
+                mebibytes(memory.end_rss_kib),
+                mebibytes(memory.hwm_kib)
+            )?;
         }
         for halt in &self.halt_to_effect {
-            writeln!(out)?;
-            writeln!(
-                out,
-                "halt-to-effect at {} % of gate throughput ({} orders/s), {} halts:",
-                halt.load_percent, halt.rate_per_s, halt.halts
-            )?;
-            writeln!(
-                out,
-                "  p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs (target p99 ≤ {:.0} µs: {}); halts without a system_halted verdict: {}",
-                halt.p50_us,
-                halt.p99_us,
-                halt.max_us,
-                halt.target_p99_us,
-                met(halt.p99_met),
-                halt.without_effect
-            )?;
-            writeln!(
-                out,
-                "  from the first rejected order's send, when later than the halt: p50 {:.1} µs, p99 {:.1} µs",
-                halt.after_send_p50_us, halt.after_send_p99_us
-            )?;
-            writeln!(
-                out,
-                "  orders admitted after a halt was applied: {} (target 0: {})",
-                halt.admitted_after_halt,
-                met(halt.admitted_after_halt == 0)
-            )?;
+            halt.write_text(out)?;
         }
+        Ok(())
+    }
+}
+
+impl HaltReport {
+    /// Writes this load level's figures as text.
+    fn write_text(&self, out: &mut impl Write) -> std::io::Result<()> {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "halt-to-effect at {} % of gate throughput ({} orders/s), {} halts:",
+            self.load_percent, self.rate_per_s, self.halts
+        )?;
+        writeln!(
+            out,
+            "  p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs (target p99 ≤ {:.0} µs: {}); halts without a system_halted verdict: {}",
+            self.p50_us,
+            self.p99_us,
+            self.max_us,
+            self.target_p99_us,
+            met(self.p99_met),
+            self.without_effect
+        )?;
+        writeln!(
+            out,
+            "  from the first rejected order's send, when later than the halt: p50 {:.1} µs, p99 {:.1} µs",
+            self.after_send_p50_us, self.after_send_p99_us
+        )?;
+        writeln!(
+            out,
+            "  to the gate's applied command event: p50 {:.1} µs, p99 {:.1} µs",
+            self.applied_p50_us, self.applied_p99_us
+        )?;
+        writeln!(
+            out,
+            "  orders admitted after a halt was applied: {} (target 0: {})",
+            self.admitted_after_halt,
+            met(self.admitted_after_halt == 0)
+        )?;
         Ok(())
     }
 }

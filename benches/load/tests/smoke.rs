@@ -36,7 +36,11 @@ fn every_path_reports_admitted_orders() {
         assert!(path["p50_us"].as_f64() > Some(0.0), "no latency: {path}");
     }
     assert!(report["gate_over_forwarder"]["throughput"].as_f64() > Some(0.0), "{report}");
-    assert!(report["gate_peak_rss_kib"].as_u64() > Some(0), "{report}");
+    for path in &paths[1..] {
+        assert!(path["process"]["peak_rss_kib"].as_u64() > Some(0), "{path}");
+        assert!(path["process"]["hwm_kib"].as_u64() > Some(0), "{path}");
+        assert!(path["cpu_us_per_order"].as_f64() > Some(0.0), "{path}");
+    }
 
     let halts = report["halt_to_effect"].as_array().expect("halt_to_effect is an array");
     let levels: Vec<u64> = halts.iter().filter_map(|halt| halt["load_percent"].as_u64()).collect();
@@ -59,4 +63,23 @@ fn missing_gate_binary_names_build_command() {
     assert!(!output.status.success(), "stderr:\n{stderr}");
     assert!(stderr.contains("/nonexistent/titan-gate"), "{stderr}");
     assert!(stderr.contains("cargo build --release -p titan-gate"), "{stderr}");
+}
+
+#[test]
+fn gate_path_runs_with_halted_scopes() {
+    let output = Command::new(LOAD_BINARY)
+        .args(["--paths", "gate", "--halted-scopes", "100", "--halts", "0"])
+        .args(["--duration", "1s", "--warmup", "200ms", "--json", "-", "--gate-binary"])
+        .arg(gate_binary())
+        .output()
+        .expect("the load generator runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "exit {}; stderr:\n{stderr}", output.status);
+    let report: Value = serde_json::from_slice(&output.stdout).expect("stdout is the JSON report");
+
+    assert_eq!(report["settings"]["halted_scopes"], 100, "{report}");
+    let gate = &report["paths"][0];
+    assert_eq!(gate["path"], "gate", "{report}");
+    assert!(gate["admitted"].as_u64() > Some(0), "no admitted orders: {gate}");
+    assert_eq!(gate["not_admitted"], serde_json::json!({}), "orders fell in a halted scope: {gate}");
 }
