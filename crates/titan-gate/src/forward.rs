@@ -62,8 +62,8 @@ impl PendingForward {
         let mut headers = HeaderMap::new();
         if let Some(original) = &received.headers {
             for (name, values) in original.iter() {
-                let lower = AsRef::<str>::as_ref(name).to_ascii_lowercase();
-                if lower.starts_with("nats-") || lower.starts_with("titan-gate-") {
+                let name_text: &str = name.as_ref();
+                if starts_with_ignore_case(name_text, "nats-") || starts_with_ignore_case(name_text, "titan-gate-") {
                     continue;
                 }
                 for value in values {
@@ -88,6 +88,12 @@ impl PendingForward {
             started: Instant::now(),
         }
     }
+}
+
+/// Returns true when `text` starts with `prefix`, ignoring ASCII case, without the
+/// lowercase copy that `to_ascii_lowercase` allocates.
+fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
+    text.as_bytes().get(..prefix.len()).is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
 }
 
 /// Sends the publish. An error here means nothing was sent, so it is a certain rejection.

@@ -8,6 +8,12 @@ use titan_gate::cli::{Cli, Command, RunArgs};
 use titan_gate::config::{self, EXIT_BAD_CONFIG, FlagSettings, Settings};
 use titan_gate::{client, keys, logging, run};
 
+/// mimalloc in place of glibc's malloc: the order path allocates and frees many small
+/// buffers per order, and under load glibc's malloc and free took about a fifth of the
+/// gate's CPU time (docs/benchmarks.md has the profile).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let env = config::process_environment();

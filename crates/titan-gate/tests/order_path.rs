@@ -28,6 +28,26 @@ async fn admitted_order_lands_byte_identical() {
 }
 
 #[tokio::test]
+async fn forward_drops_reserved_headers_in_any_case() {
+    let harness = Harness::start().await;
+    let body = v1_envelope(&payload("sig-headers-1", "BUY_SETUP"), now_ms(), &nonce());
+    let mut headers = HeaderMap::new();
+    // Forwarded, this would make JetStream refuse the order as bound for another stream.
+    headers.insert("NATS-Expected-Stream", "NOT_TITAN_CMD");
+    headers.insert("titan-gate-epoch", "999");
+    headers.insert("X-Trace-Id", "trace-1");
+
+    let verdict = harness.order(TAIL, body, headers).await;
+    assert_eq!(verdict["verdict"], "admitted", "{verdict}");
+    let stored = harness.stored_orders().await;
+    let header = |name: &str| stored[0].headers.get(name).map(async_nats::HeaderValue::as_str);
+    assert_eq!(header("NATS-Expected-Stream"), None);
+    assert_eq!(header("titan-gate-epoch"), None);
+    assert_eq!(header("Titan-Gate-Epoch"), Some(verdict["epoch"].to_string().as_str()));
+    assert_eq!(header("X-Trace-Id"), Some("trace-1"));
+}
+
+#[tokio::test]
 async fn v2_signed_order_is_admitted_with_header_msg_id() {
     let harness = Harness::start().await;
     let body = unsigned_envelope(&payload("sig-v2-1", "SELL_SETUP"));
