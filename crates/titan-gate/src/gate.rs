@@ -5,7 +5,7 @@ mod health;
 mod local_halt;
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -20,6 +20,7 @@ use crate::audit::{AuditLog, AuditQueue};
 use crate::config::Settings;
 use crate::keys::now_ms;
 use crate::metrics;
+use crate::store;
 
 /// Changes kept until the store confirms a write. Commands are rare, so reaching this
 /// means the store has been unwritable for a long time.
@@ -62,7 +63,15 @@ pub struct Gate {
     pub replay_nonces: AtomicU64,
     /// Limits slow-consumer warnings to one a second.
     pub slow_consumer_log: crate::logging::RejectLogLimiter,
+    /// The largest stored state the server accepts, from its `max_payload` less
+    /// [`store::ENCODING_HEADROOM_BYTES`]. A new scoped halt that would make the state
+    /// larger becomes a global `HARD_HALT`, as one past `max_scopes` does.
+    max_state_bytes: AtomicUsize,
 }
+
+/// nats-server's default `max_payload`, assumed until the control connection reports the
+/// server's own.
+const DEFAULT_SERVER_MAX_PAYLOAD: usize = 1024 * 1024;
 
 impl Gate {
     /// Creates the gate in `HARD_HALT` with reason `STATE_UNKNOWN`, the state it keeps
@@ -93,7 +102,37 @@ impl Gate {
             rejected_under_state: AtomicU64::new(0),
             replay_nonces: AtomicU64::new(0),
             slow_consumer_log: crate::logging::RejectLogLimiter::new(1),
+            max_state_bytes: AtomicUsize::new(DEFAULT_SERVER_MAX_PAYLOAD - store::ENCODING_HEADROOM_BYTES),
         }
+    }
+
+    /// Records the connected server's `max_payload`, which bounds the stored state.
+    pub fn set_server_max_payload(&self, max_payload: usize) {
+        if max_payload > 0 {
+            let bytes = max_payload.saturating_sub(store::ENCODING_HEADROOM_BYTES);
+            self.max_state_bytes.store(bytes, Ordering::Release);
+        }
+    }
+
+    /// Applies `change` to `state`. A new scoped halt that would make the stored state
+    /// larger than the server accepts is applied as the scope limit's global `HARD_HALT`,
+    /// because a state that cannot be stored would be lost by the next restart.
+    fn apply_bounded(&self, state: &HaltState, change: &Change, now_ms: i64) -> Transition {
+        let transition = state.apply(change, now_ms, self.settings.max_scopes);
+        let max_bytes = self.max_state_bytes.load(Ordering::Acquire);
+        if let Transition::Applied(next) = &transition
+            && next.scope_count() > state.scope_count()
+            && store::encoded_len(next) > max_bytes
+        {
+            warn!(
+                halt.scope = ?change.scope,
+                scopes = state.scope_count(),
+                max_state_bytes = max_bytes,
+                "Storing another scoped halt would exceed the server's max_payload; applying a global HARD_HALT instead"
+            );
+            return state.apply(change, now_ms, state.scope_count());
+        }
+        transition
     }
 
     /// Returns the current halt state with one atomic load.
@@ -133,11 +172,8 @@ impl Gate {
     ) -> (Transition, Arc<HaltState>, u64) {
         let mut unpersisted = self.lock_unpersisted();
         let previous = self.state.load_full();
-        let transition = if allowed(&previous) {
-            previous.apply(change, now_ms(), self.settings.max_scopes)
-        } else {
-            Transition::Unchanged
-        };
+        let transition =
+            if allowed(&previous) { self.apply_bounded(&previous, change, now_ms()) } else { Transition::Unchanged };
         let mut rejected_under_previous = 0;
         if let Transition::Applied(next) = &transition {
             self.state.store(Arc::new(next.clone()));
@@ -180,7 +216,7 @@ impl Gate {
                 warn!(halt.scope = ?change.scope, halt.epoch = next.epoch, "Unwritten resume dropped: it was signed before the newer stored halt began");
                 return false;
             }
-            match next.apply(change, now, self.settings.max_scopes) {
+            match self.apply_bounded(&next, change, now) {
                 Transition::Applied(applied) => {
                     next = applied;
                     true

@@ -118,6 +118,7 @@ impl StateSync {
         loop {
             match self.try_load().await {
                 Ok(store) => {
+                    self.gate.set_server_max_payload(store.server_max_payload());
                     self.backoff.reset();
                     self.set_problem(None);
                     if self.generation() == generation {

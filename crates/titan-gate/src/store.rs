@@ -226,6 +226,11 @@ impl StateStore {
         Ok(Stored { state, revision, updated_by, updated_ms })
     }
 
+    /// Returns the largest message the connected server accepts, 0 before the first connect.
+    pub fn server_max_payload(&self) -> usize {
+        self.client.server_info().max_payload
+    }
+
     /// Rejects a value larger than the server's `max_payload`. The message headers add a few
     /// more bytes, so a value just under the limit can still fail as `Unavailable`.
     fn check_size(&self, bytes: usize) -> Result<(), StoreError> {
@@ -336,6 +341,16 @@ struct ScopeDocument {
 #[derive(Deserialize)]
 struct FormatProbe {
     format: Option<u64>,
+}
+
+/// Room left in a message for what [`encoded_len`] leaves out: the writer's gate id (at
+/// most 128 characters, escaped) and time, the headers of the key-value put, and the
+/// longer reason of the global `SCOPE_LIMIT` halt that replaces a scope past the bound.
+pub const ENCODING_HEADROOM_BYTES: usize = 4096;
+
+/// Returns the size of `state` as stored, without the writer's gate id and time.
+pub fn encoded_len(state: &HaltState) -> usize {
+    encode(state, "", 0).len()
 }
 
 fn encode(state: &HaltState, gate_id: &str, now_ms: i64) -> bytes::Bytes {

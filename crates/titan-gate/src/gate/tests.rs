@@ -327,3 +327,34 @@ fn control_plane_lost_replaces_state_unknown() {
     let (snapshot, _) = gate.unpersisted_snapshot();
     assert_eq!(snapshot.global.mode, Mode::Running, "the write keeps the stored global entry");
 }
+
+#[test]
+fn scoped_halt_past_max_payload_halts_globally() {
+    let gate = gate();
+    gate.replace_state(stored(1, Mode::Running));
+    // Room for the headroom and a few small scopes only.
+    gate.set_server_max_payload(store::ENCODING_HEADROOM_BYTES + 1024);
+
+    let mut index = 0;
+    while gate.state().global.mode == Mode::Running {
+        assert!(index < 100, "1 KiB of room never filled: {:?}", gate.state());
+        let scope = Scope::new(ScopeKind::Symbol, format!("SYMBOL_{index}"));
+        gate.apply(&change(Some(scope), Mode::HardHalt, "symbol outage"));
+        index += 1;
+    }
+
+    let state = gate.state();
+    assert!(state.global.reason.starts_with("SCOPE_LIMIT"), "{}", state.global.reason);
+    assert_eq!(state.scope_count(), index - 1, "the last scope is not stored");
+    // The global entry's longer SCOPE_LIMIT reason comes out of the headroom.
+    let max_payload = store::ENCODING_HEADROOM_BYTES + 1024;
+    assert!(store::encoded_len(&state) < max_payload - 1024, "stored state {} bytes", store::encoded_len(&state));
+}
+
+#[test]
+fn server_max_payload_zero_keeps_default() {
+    let gate = gate();
+    gate.set_server_max_payload(0);
+    let expected = DEFAULT_SERVER_MAX_PAYLOAD - store::ENCODING_HEADROOM_BYTES;
+    assert_eq!(gate.max_state_bytes.load(Ordering::Acquire), expected);
+}
