@@ -45,8 +45,8 @@ fn cells(line: &str) -> Vec<&str> {
     inner.split(" | ").map(str::trim).collect()
 }
 
-/// Reads the rows of every table headed `Key | Environment | Flag | Default | Meaning`.
-fn settings_rows(doc: &str) -> Vec<Row> {
+/// Returns the cells of the body rows of every table whose header row is `header`.
+fn table_rows<'d>(doc: &'d str, header: &[&str]) -> Vec<Vec<&'d str>> {
     let mut rows = Vec::new();
     let mut in_table = false;
     for line in doc.lines() {
@@ -55,42 +55,36 @@ fn settings_rows(doc: &str) -> Vec<Row> {
             continue;
         }
         let cells = cells(line);
-        if cells == ["Key", "Environment", "Flag", "Default", "Meaning"] {
+        if cells == header {
             in_table = true;
-            continue;
+        } else if in_table && !line.starts_with("|--") {
+            assert_eq!(cells.len(), header.len(), "a row of a {header:?} table has {} cells: {line}", header.len());
+            rows.push(cells);
         }
-        if !in_table || line.starts_with("|--") {
-            continue;
-        }
-        assert_eq!(cells.len(), 5, "a settings row has five cells: {line}");
-        rows.push(Row {
+    }
+    rows
+}
+
+/// Reads the rows of every table headed `Key | Environment | Flag | Default | Meaning`.
+fn settings_rows(doc: &str) -> Vec<Row> {
+    table_rows(doc, &["Key", "Environment", "Flag", "Default", "Meaning"])
+        .into_iter()
+        .map(|cells| Row {
             key: code_span(cells[0]),
             env: code_span(cells[1]),
             flag: code_span(cells[2]),
             default: code_span(cells[3]).expect("every row has a default"),
             meaning: cells[4].to_owned(),
-        });
-    }
-    rows
+        })
+        .collect()
 }
 
 /// Reads the keys of the keyring table, headed `Key | Meaning`.
 fn keyring_keys(doc: &str) -> BTreeSet<String> {
-    let mut keys = BTreeSet::new();
-    let mut in_table = false;
-    for line in doc.lines() {
-        if !line.starts_with('|') {
-            in_table = false;
-            continue;
-        }
-        let cells = cells(line);
-        if cells == ["Key", "Meaning"] {
-            in_table = true;
-        } else if in_table && !line.starts_with("|--") {
-            keys.insert(code_span(cells[0]).expect("every keyring row names a key"));
-        }
-    }
-    keys
+    table_rows(doc, &["Key", "Meaning"])
+        .into_iter()
+        .map(|cells| code_span(cells[0]).expect("every keyring row names a key"))
+        .collect()
 }
 
 /// Returns the names serde lists as expected after "unknown field" in `error`.
