@@ -23,10 +23,12 @@ const FLOOD_SIZE: usize = 4_000;
 /// Requests in flight at once.
 const CONCURRENCY: usize = 32;
 
-/// The bound on the gate's resident memory during and after the flood. A debug build of
-/// the gate starts at about 24 MiB and peaked under 40 MiB in this flood. The bound leaves
-/// room for allocator slack, but not for a queue of the flood's 4,000 bodies.
-const RSS_BOUND_KIB: u64 = 128 * 1024;
+/// How much of the flood's bytes the gate's resident memory may grow by, during and after
+/// the flood: room for the allocator's slack and the buffers of the requests in flight, but
+/// not for a queue of the bodies. The flood is about 240 MB, mostly its oversized bodies. A
+/// debug build grew by 12 MiB with the system allocator and by 88 MiB with mimalloc, which
+/// keeps freed pages for reuse.
+const RSS_GROWTH_SHARE: (u64, u64) = (3, 4);
 
 /// Reasons a hostile order may get: each is a check the decision makes before forwarding.
 const EXPECTED_REASONS: [&str; 6] =
@@ -208,6 +210,9 @@ async fn flood_gets_rejections_with_bounded_memory() {
 
     let mut rng = StdRng::seed_from_u64(0x7174_616e);
     let orders: Vec<Hostile> = (0..FLOOD_SIZE).map(|index| hostile(index, &mut rng)).collect();
+    let flood_bytes: u64 = orders.iter().map(|order| order.body.len() as u64).sum();
+    let (numerator, denominator) = RSS_GROWTH_SHARE;
+    let rss_bound = rss_before + flood_bytes / 1024 * numerator / denominator;
     let client = harness.client.clone();
     let replies: Vec<(&'static str, Result<Value, String>)> = futures::stream::iter(orders)
         .map(|order| {
@@ -252,9 +257,12 @@ async fn flood_gets_rejections_with_bounded_memory() {
 
     let peak = peak_rss.load(Ordering::SeqCst);
     let rss_after = rss_kib(pid);
-    eprintln!("gate VmRSS: {rss_before} KiB before, {peak} KiB peak, {rss_after} KiB after");
-    assert!(peak < RSS_BOUND_KIB, "peak VmRSS {peak} KiB is over the {RSS_BOUND_KIB} KiB bound");
-    assert!(rss_after < RSS_BOUND_KIB, "VmRSS after the flood {rss_after} KiB is over the {RSS_BOUND_KIB} KiB bound");
+    eprintln!(
+        "gate VmRSS: {rss_before} KiB before, {peak} KiB peak, {rss_after} KiB after, a flood of {} KiB",
+        flood_bytes / 1024
+    );
+    assert!(peak < rss_bound, "peak VmRSS {peak} KiB is over the {rss_bound} KiB bound");
+    assert!(rss_after < rss_bound, "VmRSS after the flood {rss_after} KiB is over the {rss_bound} KiB bound");
 
     assert_eq!(harness.gate.status_code("/healthz"), 200, "the gate is still up");
     let verdict = harness.signed_order("sig-after-flood").await;
