@@ -21,6 +21,10 @@ if ! cargo deny --version >/dev/null 2>&1; then
     cargo install --locked cargo-deny --version "$CARGO_DENY_VERSION"
 fi
 log "$(cargo deny --version)"
+# `--install-only` stops here, so CI can build cargo-deny while other steps run.
+if [[ "${1:-}" == "--install-only" ]]; then
+    exit 0
+fi
 
 # --frozen: read Cargo.lock as committed and touch no network.
 cargo deny --frozen check licenses bans sources
