@@ -292,6 +292,12 @@ pub enum Refusal {
         /// When the halt began.
         halt_since_ms: i64,
     },
+    /// The gate cannot trust its halt state, which may hold a stricter halt, so nothing
+    /// may loosen it until a valid state is loaded.
+    #[error(
+        "{0}; store a valid state with `titan-gate recover-state` or wait for the store, then send the command again"
+    )]
+    StateUnknown(&'static str),
 }
 
 /// Decides what a command does to `state`. A halt that does not loosen anything needs

@@ -114,7 +114,15 @@ impl ControlPlane {
             return;
         }
 
-        let outcome = match command::evaluate(&command, &authentication, &self.gate.state()) {
+        let mut decision = command::evaluate(&command, &authentication, &self.gate.state());
+        if let CommandDecision::Apply(change) = &decision
+            && let Some(uncertainty) = self.gate.health.state_uncertainty()
+            && loosens(&self.gate.state(), change)
+        {
+            // Lifting a halt needs a known state: the stored one may hold a stricter halt.
+            decision = CommandDecision::Refuse(command::Refusal::StateUnknown(uncertainty));
+        }
+        let outcome = match decision {
             CommandDecision::Apply(change) => match self.risk.transitions.apply_if(&change, |_| true) {
                 Some(applied) => Outcome { label: "applied", reason: command.reason.clone(), state: applied.next },
                 None => Outcome {
@@ -187,6 +195,11 @@ fn log_authentication(command: &Command, role: Role, authentication: &Result<Sig
             warn!(command = command.kind.label(), subject = %subject, error = %error, "HMAC Verification Failed");
         }
     }
+}
+
+/// Returns true when `change` would make the mode of its scope less strict in `state`.
+fn loosens(state: &HaltState, change: &titan_gate_core::Change) -> bool {
+    state.entry(change.scope.as_ref()).is_some_and(|entry| change.mode < entry.mode)
 }
 
 fn scope_label(command: &Command) -> String {

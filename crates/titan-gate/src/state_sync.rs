@@ -284,6 +284,6 @@ impl StateSync {
     }
 
     fn set_problem(&self, problem: Option<String>) {
-        *self.gate.health.state_problem.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = problem;
+        self.gate.health.set_state_problem(problem);
     }
 }

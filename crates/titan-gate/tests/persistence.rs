@@ -216,3 +216,32 @@ async fn corrupt_stored_state_keeps_gate_halted() {
     assert_eq!(status["epoch"], 1000, "{status}");
     assert_eq!(status["state_loaded"], true, "{status}");
 }
+
+#[tokio::test]
+async fn corrupt_state_refuses_resume_and_orders() {
+    let harness = Harness::start().await;
+    assert_eq!(harness.signed_order("sig-before-corruption").await["verdict"], "admitted");
+    let raw = harness.jetstream.get_key_value("TITAN_GATE_STATE").await.expect("the gate's bucket opens");
+    raw.put(STATE_KEY, b"garbage{".to_vec().into()).await.expect("raw put succeeds");
+    wait_until(WAIT, "readyz to report the unusable state", || async {
+        harness.gate.get("/readyz").is_some_and(|response| response.status == 503)
+    })
+    .await
+    .unwrap_or_else(|error| panic!("{error}\n{}", harness.gate.log()));
+
+    // A signed resume must not lift the halt while the stored state is unknown. It is
+    // signed after the STATE_UNKNOWN halt began, so that rule is not what refuses it.
+    let since_ms = harness.status()["since_ms"].as_i64().expect("status has since_ms");
+    wait_until(WAIT, "the clock to pass the halt's start", || async { now_ms() > since_ms })
+        .await
+        .expect("the clock advances");
+    let event = harness.resume().await;
+    assert_eq!(event["outcome"], "refused", "{event}");
+    let reason = event["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("stored halt state cannot be used"), "{event}");
+    assert_eq!(harness.status()["reason"], "STATE_UNKNOWN", "{}", harness.status());
+
+    let verdict = harness.signed_order("sig-after-corruption").await;
+    assert_eq!(rejection_reason(&verdict), "system_halted", "{verdict}");
+    assert_eq!(harness.stored_orders().await.len(), 1, "only the order before the corruption is stored");
+}

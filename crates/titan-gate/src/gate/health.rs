@@ -21,7 +21,10 @@ pub struct Health {
     /// The halt state was read from the store since the control connection last connected.
     pub state_loaded: AtomicBool,
     /// Why the stored state cannot be used, such as an invalid value; `/readyz` lists it.
-    pub state_problem: Mutex<Option<String>>,
+    /// Set through [`Health::set_state_problem`].
+    state_problem: Mutex<Option<String>>,
+    /// True while `state_problem` is set, for the order path's lock-free check.
+    state_unusable: AtomicBool,
     /// Set when the control connection drops, so the next connect counts as a reconnect.
     pub control_lost: AtomicBool,
     /// When the control connection dropped, while it stays down.
@@ -100,6 +103,30 @@ impl Health {
             Some("the halt subscriptions are not active, so this gate cannot receive halts")
         } else if !self.state_loaded.load(Ordering::Acquire) {
             Some("the halt state is not loaded yet from the state store, so this gate cannot know whether it is halted")
+        } else if self.state_unusable.load(Ordering::Acquire) {
+            Some(
+                "the stored halt state cannot be used, so this gate cannot know whether it is halted; /readyz names the problem",
+            )
+        } else {
+            None
+        }
+    }
+
+    /// Sets or clears why the stored state cannot be used. While it is set, orders are
+    /// rejected `system_halted` and no command may loosen the state.
+    pub fn set_state_problem(&self, problem: Option<String>) {
+        let mut slot = self.state_problem.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.state_unusable.store(problem.is_some(), Ordering::Release);
+        *slot = problem;
+    }
+
+    /// Returns why the halt state cannot be trusted: not loaded since the control
+    /// connection last connected, or stored as an unusable value.
+    pub fn state_uncertainty(&self) -> Option<&'static str> {
+        if !self.state_loaded.load(Ordering::Acquire) {
+            Some("the halt state is not loaded from the state store")
+        } else if self.state_unusable.load(Ordering::Acquire) {
+            Some("the stored halt state cannot be used")
         } else {
             None
         }
