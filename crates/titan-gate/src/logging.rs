@@ -20,7 +20,13 @@ use crate::config::LogFormat;
 /// (default `info`, with the NATS client library at `warn`).
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,async_nats=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    // A failed write of a log line is dropped. Reporting it would print to the same
+    // closed stderr, which panics: a log shipper that exits must not stop the gate.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .log_internal_errors(false);
     let result = match format {
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).event_format(FieldsFirst).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
