@@ -119,6 +119,11 @@ fn parse_scope(subject: &str) -> Result<Option<Scope>, UnknownSubject> {
     if value.is_empty() || (kind != ScopeKind::Strategy && value.contains('.')) {
         return Err(UnknownSubject);
     }
+    // A wildcard token matches no order literally, but a sender may mean every value, so
+    // it is read as unrecognized, which halts everything.
+    if value.split('.').any(crate::decide::halt::is_wildcard) {
+        return Err(UnknownSubject);
+    }
     Ok(Some(Scope::new(kind, value)))
 }
 

@@ -11,7 +11,7 @@ use crate::replay::{ReplayError, ReplayMemory};
 use crate::signature::{self, SignatureError};
 use crate::state::{HaltState, Mode, Scope};
 
-mod halt;
+pub(crate) mod halt;
 
 pub use halt::check_halt;
 use halt::{Route, Strictest, halted};
@@ -158,7 +158,10 @@ fn decide_inner(
     }
 
     let Some(route) = Route::parse(order.tail) else {
-        return Err(Rejection::new(Reason::Malformed, "subject must end in {venue}.{account}.{symbol}"));
+        return Err(Rejection::new(
+            Reason::Malformed,
+            "subject must end in {venue}.{account}.{symbol}, each a literal token, not * or >",
+        ));
     };
     let route_strictest = Strictest::of_route(state, &route);
     if route_strictest.mode == Mode::HardHalt {

@@ -352,6 +352,18 @@ impl Layers<'_> {
             ));
         }
 
+        for (key, env_name, prefix) in [
+            ("intake_prefix", ENV_INTAKE_PREFIX, &intake_prefix),
+            ("forward_prefix", ENV_FORWARD_PREFIX, &forward_prefix),
+        ] {
+            let halt = titan_gate_core::command::HALT_SUBJECT;
+            if prefix == halt || prefix.starts_with(&format!("{halt}.")) || halt.starts_with(&format!("{prefix}.")) {
+                self.errors.push(format!(
+                    "{key} ({env_name}) {prefix:?} overlaps the halt subjects {halt}, so orders and halts would mix; pick another prefix"
+                ));
+            }
+        }
+
         let risk = self.risk(&forward_prefix);
 
         Settings {

@@ -84,6 +84,18 @@ fn dotted_subject_scope_halts_globally() {
 }
 
 #[test]
+fn wildcard_scope_halts_globally() {
+    for subject in
+        ["titan.cmd.sys.halt.v1.venue.*", "titan.cmd.sys.halt.v1.symbol.>", "titan.cmd.sys.halt.v1.strategy.a.*"]
+    {
+        let command = Command::parse(subject, br#"{"state":"OPEN"}"#);
+        assert_eq!(command.kind, CommandKind::Halt(Mode::HardHalt), "{subject}");
+        assert_eq!(command.scope, None, "{subject}");
+        assert_eq!(command.shape, CommandShape::Unrecognized, "{subject}");
+    }
+}
+
+#[test]
 fn unknown_scope_kind_halts_globally() {
     let command = Command::parse("titan.cmd.sys.halt.v1.planet.mars", br#"{"state":"OPEN"}"#);
     assert_eq!(command.kind, CommandKind::Halt(Mode::HardHalt));

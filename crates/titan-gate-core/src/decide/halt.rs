@@ -20,8 +20,15 @@ impl<'a> Route<'a> {
         let (venue, rest) = tail.split_once('.')?;
         let (account, symbol) = rest.split_once('.')?;
         let complete = !symbol.contains('.') && !venue.is_empty() && !account.is_empty() && !symbol.is_empty();
-        complete.then_some(Route { venue, account, symbol })
+        // A wildcard token would be forwarded as a literal `*` or `>` that no scope names.
+        let literal = [venue, account, symbol].iter().all(|token| !is_wildcard(token));
+        (complete && literal).then_some(Route { venue, account, symbol })
     }
+}
+
+/// Returns true for a NATS wildcard token, `*` or `>`.
+pub(crate) fn is_wildcard(token: &str) -> bool {
+    token == "*" || token == ">"
 }
 
 /// The strictest mode found so far for one order, and the scope it came from (`None`
@@ -83,8 +90,12 @@ impl<'a> Strictest<'a> {
 /// and strategy. The forwarder calls this again just before publishing when the state
 /// changed after the decision, so a halt applied in between still stops the order.
 pub fn check_halt(state: &HaltState, tail: &str, strategy: &str, reducing: bool) -> Result<(), Rejection> {
-    let route = Route::parse(tail)
-        .ok_or_else(|| Rejection::new(Reason::Malformed, "subject must end in {venue}.{account}.{symbol}"))?;
+    let route = Route::parse(tail).ok_or_else(|| {
+        Rejection::new(
+            Reason::Malformed,
+            "subject must end in {venue}.{account}.{symbol}, each a literal token, not * or >",
+        )
+    })?;
     Strictest::of_route(state, &route).with_strategy(state, strategy).check(reducing)
 }
 
@@ -100,4 +111,24 @@ pub(super) fn halted(scope: Option<Scope>, mode: Mode) -> Rejection {
         }
     };
     Rejection { reason, detail, halted_scope: scope }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_rejects_wildcard_tokens() {
+        for tail in ["*.main.BTC_USDT", "binance.*.BTC_USDT", "binance.main.*", "binance.main.>"] {
+            assert!(Route::parse(tail).is_none(), "{tail}");
+        }
+        assert!(Route::parse("binance.main.BTC*").is_some(), "a star inside a token is literal");
+    }
+
+    #[test]
+    fn check_halt_rejects_wildcard_route() {
+        let state = HaltState::initial(Mode::Running, "test", 0);
+        let rejection = check_halt(&state, "*.main.BTC_USDT", "scavenger", false).expect_err("rejected");
+        assert_eq!(rejection.reason, Reason::Malformed);
+    }
 }

@@ -167,3 +167,16 @@ fn nats_url_error_names_setting_and_entry() {
     assert!(error.0[0].contains("entry 2"), "{error}");
     assert!(error.0[0].contains("empty"), "{error}");
 }
+
+#[test]
+fn prefix_overlapping_halt_subjects_is_rejected() {
+    for (name, value) in [
+        (ENV_FORWARD_PREFIX, "titan.cmd.sys.halt.v1"),
+        (ENV_FORWARD_PREFIX, "titan.cmd.sys.halt.v1.venue"),
+        (ENV_INTAKE_PREFIX, "titan.cmd.sys"),
+    ] {
+        let env: Environment = [(name.to_owned(), value.to_owned())].into();
+        let error = Settings::load(None, &env, &FlagSettings::default()).expect_err(value).to_string();
+        assert!(error.contains("overlaps the halt subjects"), "{name}={value}: {error}");
+    }
+}
