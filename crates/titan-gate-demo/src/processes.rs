@@ -51,6 +51,9 @@ impl Setup {
             format!("[[key]]\nid = \"{OPS_KEY_ID}\"\nsecret = \"{}\"\nroles = [\"halt\", \"resume\"]\n", random_hex());
         std::fs::write(&keyring_path, keyring)
             .with_context(|| format!("cannot write the keyring {}", keyring_path.display()))?;
+        // Key material is for the gate's user alone; the gate warns about a wider mode.
+        std::fs::set_permissions(&keyring_path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .with_context(|| format!("cannot make the keyring {} private", keyring_path.display()))?;
         Ok(Setup { gate_binary, nats_url, keyring_path, v1_secret: random_hex(), _keys_dir: keys_dir })
     }
 
