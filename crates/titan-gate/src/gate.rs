@@ -190,6 +190,7 @@ impl Gate {
                 error!(limit = MAX_UNPERSISTED_CHANGES, dropped = ?dropped, "Too many halt state changes wait for the state store; dropped the oldest");
             }
             unpersisted.push_back(change.clone());
+            self.health.note_unstored(now_ms());
             self.persist_wake.notify_one();
         }
         (transition, previous, rejected_under_previous)
@@ -224,6 +225,9 @@ impl Gate {
                 Transition::Unchanged => false,
             }
         });
+        if unpersisted.is_empty() {
+            self.health.clear_unstored();
+        }
         let cleared = self.keep_or_clear_local_halt(&mut next);
         self.settle_epoch(&previous, &mut next, stored_epoch, !unpersisted.is_empty(), cleared.is_some());
         let next = Arc::new(next);
@@ -290,6 +294,9 @@ impl Gate {
         let mut unpersisted = self.lock_unpersisted();
         let count = count.min(unpersisted.len());
         let landed = unpersisted.drain(..count).collect();
+        if unpersisted.is_empty() {
+            self.health.clear_unstored();
+        }
         if self.unwritten_epoch.load(Ordering::Acquire) <= written.epoch {
             self.unwritten_epoch.store(0, Ordering::Release);
         }

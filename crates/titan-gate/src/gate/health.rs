@@ -2,7 +2,11 @@
 //! and the problems `/readyz` lists.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+
+/// How long applied halt state changes may wait for the store before `/readyz` reports
+/// them: longer than a few retries of a slow write, short enough to alert on.
+const UNSTORED_GRACE_MS: i64 = 5_000;
 
 /// How many permission errors `/readyz` lists at most.
 const MAX_PERMISSION_ERRORS: usize = 16;
@@ -25,6 +29,8 @@ pub struct Health {
     state_problem: Mutex<Option<String>>,
     /// True while `state_problem` is set, for the order path's lock-free check.
     state_unusable: AtomicBool,
+    /// When the oldest change still waiting for the store was applied, in epoch ms; 0 for none.
+    unstored_since_ms: AtomicI64,
     /// Set when the control connection drops, so the next connect counts as a reconnect.
     pub control_lost: AtomicBool,
     /// When the control connection dropped, while it stays down.
@@ -65,6 +71,14 @@ impl Health {
         }
         if let Some(problem) = self.state_problem.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref() {
             reasons.push(problem.clone());
+        }
+        let unstored_since = self.unstored_since_ms.load(Ordering::Acquire);
+        let unstored_ms = crate::keys::now_ms() - unstored_since;
+        if unstored_since != 0 && unstored_ms > UNSTORED_GRACE_MS {
+            reasons.push(format!(
+                "halt state changes applied {} s ago are not stored yet, so a restart would lose them; the log names the store error",
+                unstored_ms / 1000
+            ));
         }
         let errors = self.permission_errors.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         reasons.extend(errors.iter().map(|error| format!("NATS permission violation: {error}")));
@@ -118,6 +132,16 @@ impl Health {
         let mut slot = self.state_problem.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         self.state_unusable.store(problem.is_some(), Ordering::Release);
         *slot = problem;
+    }
+
+    /// Records that a change waits for the store, keeping the time of the oldest one.
+    pub fn note_unstored(&self, now_ms: i64) {
+        let _ = self.unstored_since_ms.compare_exchange(0, now_ms, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// Records that no change waits for the store.
+    pub fn clear_unstored(&self) {
+        self.unstored_since_ms.store(0, Ordering::Release);
     }
 
     /// Returns why the halt state cannot be trusted: not loaded since the control

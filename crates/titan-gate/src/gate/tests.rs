@@ -358,3 +358,21 @@ fn server_max_payload_zero_keeps_default() {
     let expected = DEFAULT_SERVER_MAX_PAYLOAD - store::ENCODING_HEADROOM_BYTES;
     assert_eq!(gate.max_state_bytes.load(Ordering::Acquire), expected);
 }
+
+#[test]
+fn unstored_change_is_reported_after_grace() {
+    let gate = gate();
+    gate.replace_state(stored(1, Mode::Running));
+    gate.apply(&change(None, Mode::HardHalt, "halt"));
+    let unstored = |gate: &Gate| gate.health.unready_reasons().iter().any(|reason| reason.contains("not stored yet"));
+    assert!(!unstored(&gate), "a fresh change is inside the grace period");
+
+    // Back-date the oldest change past the grace period, as a store that keeps failing would.
+    gate.health.clear_unstored();
+    gate.health.note_unstored(now_ms() - 60_000);
+    assert!(unstored(&gate), "{:?}", gate.health.unready_reasons());
+
+    let (snapshot, count) = gate.unpersisted_snapshot();
+    gate.mark_persisted(count, &snapshot);
+    assert!(!unstored(&gate), "{:?}", gate.health.unready_reasons());
+}
