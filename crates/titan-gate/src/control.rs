@@ -78,7 +78,9 @@ impl ControlPlane {
 
     async fn answer_status(&self, reply: Option<String>) {
         if let Some(reply) = reply {
-            self.publish(reply, self.gate.status()).await;
+            let mut status = self.gate.status();
+            fit_status(&mut status, self.client.server_info().max_payload);
+            self.publish(reply, status).await;
         }
     }
 
@@ -197,6 +199,30 @@ fn log_authentication(command: &Command, role: Role, authentication: &Result<Sig
     }
 }
 
+/// Room left in a status reply for the message's own framing.
+const STATUS_HEADROOM_BYTES: usize = 1024;
+
+/// Shortens the list of scoped halts in a status reply until the reply fits in
+/// `max_payload`, so a gate with thousands of scopes still answers. `scopes_total` keeps
+/// the full count, and `/status` on the admin listener keeps the full list.
+fn fit_status(status: &mut Value, max_payload: usize) {
+    let total = status["scopes"].as_array().map_or(0, Vec::len);
+    let limit = max_payload.saturating_sub(STATUS_HEADROOM_BYTES);
+    let size = |status: &Value| serde_json::to_vec(status).map_or(usize::MAX, |bytes| bytes.len());
+    if max_payload == 0 || size(status) <= limit {
+        return;
+    }
+    status["scopes_total"] = json!(total);
+    status["scopes_truncated"] = json!(true);
+    let mut keep = total;
+    while keep > 0 && size(status) > limit {
+        keep /= 2;
+        if let Some(scopes) = status["scopes"].as_array_mut() {
+            scopes.truncate(keep);
+        }
+    }
+}
+
 /// Returns true when `change` would make the mode of its scope less strict in `state`.
 fn loosens(state: &HaltState, change: &titan_gate_core::Change) -> bool {
     state.entry(change.scope.as_ref()).is_some_and(|entry| change.mode < entry.mode)
@@ -222,5 +248,36 @@ fn security_kind(error: &AuthError) -> titan_gate_core::SecurityEvent {
         AuthError::Stale { .. } => SecurityEvent::Stale,
         AuthError::Replay(_) => SecurityEvent::Replay,
         AuthError::MalformedHeaders(_) | AuthError::Signature(_) => SecurityEvent::HmacFailed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status_with_scopes(count: usize) -> Value {
+        let scopes: Vec<Value> = (0..count)
+            .map(|index| json!({"scope": format!("symbol:S{index}"), "mode": "HARD_HALT", "reason": "x".repeat(100)}))
+            .collect();
+        json!({"gate_id": "g", "epoch": 3, "scopes": scopes})
+    }
+
+    #[test]
+    fn small_status_is_unchanged() {
+        let mut status = status_with_scopes(3);
+        fit_status(&mut status, 1024 * 1024);
+        assert_eq!(status["scopes"].as_array().map(Vec::len), Some(3));
+        assert!(status.get("scopes_total").is_none(), "{status}");
+    }
+
+    #[test]
+    fn large_status_is_cut_to_fit() {
+        let mut status = status_with_scopes(10_000);
+        fit_status(&mut status, 64 * 1024);
+        let bytes = serde_json::to_vec(&status).expect("serializes").len();
+        assert!(bytes <= 64 * 1024 - STATUS_HEADROOM_BYTES, "{bytes} bytes");
+        assert_eq!(status["scopes_total"], 10_000);
+        assert_eq!(status["scopes_truncated"], true);
+        assert!(status["scopes"].as_array().is_some_and(|scopes| !scopes.is_empty()), "some scopes stay");
     }
 }

@@ -38,7 +38,14 @@ impl ReplicaStatus {
     }
 
     fn table_row(&self) -> Vec<String> {
-        let scopes = self.document.get("scopes").and_then(Value::as_array).map_or(0, Vec::len);
+        // A reply cut to fit the server's max_payload carries the full count separately.
+        let listed = self.document.get("scopes").and_then(Value::as_array).map_or(0, Vec::len);
+        let scopes = self
+            .document
+            .get("scopes_total")
+            .and_then(Value::as_u64)
+            .and_then(|total| usize::try_from(total).ok())
+            .unwrap_or(listed);
         let operator = text_field(&self.document, "operator");
         vec![
             self.gate_id.clone(),
@@ -100,6 +107,13 @@ pub(super) fn status_table(replicas: &[ReplicaStatus]) -> String {
 fn scoped_halts(replicas: &[ReplicaStatus]) -> String {
     let mut lines = String::new();
     for replica in replicas {
+        if replica.document.get("scopes_truncated").and_then(Value::as_bool) == Some(true) {
+            let _ = writeln!(
+                lines,
+                "{}: too many scoped halts for one NATS message; the first are listed, GET /status lists all",
+                replica.gate_id
+            );
+        }
         let scopes = replica.document.get("scopes").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
         for scope in scopes {
             let _ = writeln!(
