@@ -203,7 +203,7 @@ fn log_authentication(command: &Command, role: Role, authentication: &Result<Sig
 const STATUS_HEADROOM_BYTES: usize = 1024;
 
 /// Shortens the list of scoped halts in a status reply until the reply fits in
-/// `max_payload`, so a gate with thousands of scopes still answers. `scopes_total` keeps
+/// `max_payload`, so a gate with thousands of scopes still sends a reply. `scopes_total` keeps
 /// the full count, and `/status` on the admin listener keeps the full list.
 fn fit_status(status: &mut Value, max_payload: usize) {
     let total = status["scopes"].as_array().map_or(0, Vec::len);

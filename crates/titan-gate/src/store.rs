@@ -343,9 +343,10 @@ struct FormatProbe {
     format: Option<u64>,
 }
 
-/// Room left in a message for what [`encoded_len`] leaves out: the writer's gate id (at
-/// most 128 characters, escaped) and time, the headers of the key-value put, and the
-/// longer reason of the global `SCOPE_LIMIT` halt that replaces a scope past the bound.
+/// Room left in a message for what [`encoded_len`] leaves out. That is the writer's gate
+/// id (at most 128 characters, escaped) and time and the headers of the key-value put.
+/// It also covers the longer reason of the global `SCOPE_LIMIT` halt that replaces a
+/// scope past the bound.
 pub const ENCODING_HEADROOM_BYTES: usize = 4096;
 
 /// Returns the size of `state` as stored, without the writer's gate id and time.

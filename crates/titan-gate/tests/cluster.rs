@@ -136,7 +136,7 @@ struct FlowOutcome {
 }
 
 impl FlowOutcome {
-    /// Returns true when the server told the sender at once that no gate received the
+    /// Returns true when the server replied at once that no gate received the
     /// order. That happens while every gate's order connection is on the killed node and
     /// reconnecting, and it is an explicit failure, not a lost order.
     fn reached_no_gate(&self) -> bool {
@@ -242,7 +242,7 @@ fn spawn_flow(client: async_nats::Client, killed: Arc<AtomicBool>) -> tokio::tas
                 admitted_after_kill |= flow.outcome.as_ref().is_ok_and(|verdict| verdict["verdict"] == "admitted");
             }
             if flow.reached_no_gate() {
-                // The server answers at once, so pace the retries while the gates reconnect.
+                // The server replies at once, so pace the retries while the gates reconnect.
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             outcomes.push(flow);
@@ -264,7 +264,7 @@ fn check_flow_after_kill<'a>(
     // NATS core delivers a request at most once, so the one request that was on its way
     // through the killed node when it died can go unanswered. Every request sent after the
     // surviving nodes dropped their routes to it must get a reply, unless the server
-    // answered at once that no gate was subscribed.
+    // replied at once that no gate was subscribed.
     let reached_no_gate = outcomes.iter().filter(|flow| flow.reached_no_gate()).count();
     eprintln!("{reached_no_gate} orders reached no gate while the gates reconnected");
     let unanswered: Vec<&FlowOutcome> =
