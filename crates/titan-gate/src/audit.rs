@@ -125,6 +125,7 @@ impl AuditLog {
             let record = match &error {
                 mpsc::error::TrySendError::Full(record) | mpsc::error::TrySendError::Closed(record) => record,
             };
+            metrics::counter!(crate::metrics::AUDIT_DROPPED_TOTAL).increment(1);
             error!(error = %error, halt.epoch = record.epoch, halt.scope = %record.scope, "Audit record dropped: the audit queue is full or closed");
         }
     }

@@ -28,6 +28,7 @@ pub const RISK_TRIPS_TOTAL: &str = "titan_gate_risk_trips_total";
 pub const HALT_NOTICES_TOTAL: &str = "titan_gate_halt_notices_total";
 pub const ON_HALT_ACTIONS_TOTAL: &str = "titan_gate_on_halt_actions_total";
 pub const RATE_STRATEGIES: &str = "titan_gate_rate_strategies";
+pub const AUDIT_DROPPED_TOTAL: &str = "titan_gate_audit_dropped_total";
 
 /// The `scope` label of the global mode.
 pub const GLOBAL_SCOPE: &str = "global";
@@ -64,6 +65,7 @@ fn describe() {
         "Messages the NATS client dropped before the gate saw them (slow consumer)."
     );
     describe_counter!(NATS_ERRORS_TOTAL, "Errors the NATS server reported, such as permission violations, by kind.");
+    describe_counter!(AUDIT_DROPPED_TOTAL, "Audit records dropped because the audit queue was full or closed.");
     describe_counter!(FORWARD_FOLLOW_UPS_TOTAL, "Final outcomes of orders that were first unconfirmed, by outcome.");
     describe_gauge!(IN_FLIGHT, "Forwarded orders awaiting their JetStream acknowledgement.");
     describe_gauge!(
@@ -105,6 +107,7 @@ pub fn register_initial_series(state: &HaltState) {
         counter!(SECURITY_EVENTS_TOTAL, "kind" => kind.code()).absolute(0);
     }
     counter!(INTAKE_DROPPED_TOTAL).absolute(0);
+    counter!(AUDIT_DROPPED_TOTAL).absolute(0);
     gauge!(IN_FLIGHT).set(0.0);
     gauge!(REPLAY_NONCES).set(0.0);
     for outcome in ["loaded", "failed"] {
