@@ -99,7 +99,7 @@ impl Command {
     pub fn required_role(&self, state: &HaltState) -> Role {
         match self.kind {
             CommandKind::Resume => Role::Resume,
-            CommandKind::Halt(mode) if mode < current_mode(state, self.scope.as_ref()) => Role::Resume,
+            CommandKind::Halt(mode) if mode < state.mode(self.scope.as_ref()) => Role::Resume,
             CommandKind::Halt(_) => Role::Halt,
         }
     }
@@ -181,10 +181,6 @@ fn read_shape(value: &Value<'_>) -> Result<Command, String> {
 
     let reason = reason.filter(|reason| !reason.is_empty()).unwrap_or_else(|| "UNSPECIFIED".to_owned());
     Ok(Command { kind, scope: None, reason, operator, source, shape })
-}
-
-fn current_mode(state: &HaltState, scope: Option<&Scope>) -> Mode {
-    state.entry(scope).map_or(Mode::Running, |entry| entry.mode)
 }
 
 /// A verified command signature.

@@ -231,6 +231,12 @@ impl HaltState {
         }
     }
 
+    /// Returns the mode in force for `scope` alone (the global mode for `None`), `RUNNING`
+    /// for a scope without a halt.
+    pub fn mode(&self, scope: Option<&Scope>) -> Mode {
+        self.entry(scope).map_or(Mode::Running, |entry| entry.mode)
+    }
+
     /// Returns false when `change` would loosen a mode that began at or after the moment
     /// the change was signed: a resume must be signed after the halt it lifts began.
     /// Used when a change authorized against one state is re-applied to a newer one.
@@ -245,7 +251,7 @@ impl HaltState {
     /// scoped halts past `max_scopes` becomes a global `HARD_HALT` instead, because refusing
     /// a halt is never an option.
     pub fn apply(&self, change: &Change, now_ms: i64, max_scopes: usize) -> Transition {
-        let current = self.entry(change.scope.as_ref()).map_or(Mode::Running, |entry| entry.mode);
+        let current = self.mode(change.scope.as_ref());
         if current == change.mode {
             return Transition::Unchanged;
         }

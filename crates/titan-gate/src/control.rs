@@ -119,7 +119,7 @@ impl ControlPlane {
         let mut decision = command::evaluate(&command, &authentication, &self.gate.state());
         if let CommandDecision::Apply(change) = &decision
             && let Some(uncertainty) = self.gate.health.state_uncertainty()
-            && loosens(&self.gate.state(), change)
+            && change.mode < self.gate.state().mode(change.scope.as_ref())
         {
             // Lifting a halt needs a known state: the stored one may hold a stricter halt.
             decision = CommandDecision::Refuse(command::Refusal::StateUnknown(uncertainty));
@@ -221,11 +221,6 @@ fn fit_status(status: &mut Value, max_payload: usize) {
             scopes.truncate(keep);
         }
     }
-}
-
-/// Returns true when `change` would make the mode of its scope less strict in `state`.
-fn loosens(state: &HaltState, change: &titan_gate_core::Change) -> bool {
-    state.entry(change.scope.as_ref()).is_some_and(|entry| change.mode < entry.mode)
 }
 
 fn scope_label(command: &Command) -> String {

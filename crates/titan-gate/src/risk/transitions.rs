@@ -73,7 +73,7 @@ impl Transitions {
         // Locked before the change applies: the state task can land its write and look for
         // the trip before this function returns, and must then wait to find it here.
         let mut pending = self.pending_trips.lock().unwrap_or_else(PoisonError::into_inner);
-        let applied = self.apply_if(change, |state| mode_of(state, change) < change.mode)?;
+        let applied = self.apply_if(change, |state| state.mode(change.scope.as_ref()) < change.mode)?;
         counter!(RISK_TRIPS_TOTAL, "control" => control.label(), "action" => "trip").increment(1);
         if pending.len() >= MAX_PENDING_TRIPS {
             let dropped = pending.pop_front();
@@ -107,10 +107,6 @@ impl Transitions {
         pending.remove(index);
         true
     }
-}
-
-fn mode_of(state: &HaltState, change: &Change) -> Mode {
-    state.entry(change.scope.as_ref()).map_or(Mode::Running, |entry| entry.mode)
 }
 
 /// Returns the `command` of an audit record: `halt`, `soft_halt` or `resume`.
