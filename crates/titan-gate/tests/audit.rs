@@ -11,20 +11,6 @@ use titan_gate_test_support::wait_until;
 
 const AUDIT_STREAM: &str = "TITAN_GATE_AUDIT";
 
-/// Reads every record stored in the audit stream, in stream order.
-async fn audit_records(harness: &Harness) -> Vec<Value> {
-    let Ok(mut stream) = harness.jetstream.get_stream(AUDIT_STREAM).await else {
-        return Vec::new();
-    };
-    let last = stream.info().await.expect("audit stream info").state.last_sequence;
-    let mut records = Vec::new();
-    for sequence in 1..=last {
-        let message = stream.get_raw_message(sequence).await.expect("audit record stored");
-        records.push(serde_json::from_slice(&message.payload).expect("audit record is JSON"));
-    }
-    records
-}
-
 fn run_timeline(harness: &Harness, extra: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_titan-gate"))
         .args(["timeline", "--since", "1h"])
@@ -49,10 +35,10 @@ async fn halt_and_resume_are_audited() {
     let resume = harness.resume().await;
     assert_eq!(resume["outcome"], "applied", "{resume}");
 
-    wait_until(WAIT, "two audit records", || async { audit_records(&harness).await.len() >= 2 })
+    wait_until(WAIT, "two audit records", || async { harness.audit_records().await.len() >= 2 })
         .await
         .unwrap_or_else(|error| panic!("{error}\n{}", harness.gate.log()));
-    let records = audit_records(&harness).await;
+    let records = harness.audit_records().await;
     assert_eq!(records.len(), 2, "{records:?}");
     let (halted, resumed) = (&records[0], &records[1]);
     assert_eq!(halted["from"], "RUNNING");

@@ -124,20 +124,6 @@ fn settings_file(dir: &tempfile::TempDir) -> String {
     path.display().to_string()
 }
 
-/// Reads every record stored in the audit stream.
-async fn audit_records(harness: &Harness) -> Vec<Value> {
-    let Ok(mut stream) = harness.jetstream.get_stream("TITAN_GATE_AUDIT").await else {
-        return Vec::new();
-    };
-    let last = stream.info().await.expect("audit stream info").state.last_sequence;
-    let mut records = Vec::new();
-    for sequence in 1..=last {
-        let message = stream.get_raw_message(sequence).await.expect("audit record stored");
-        records.push(serde_json::from_slice(&message.payload).expect("audit record is JSON"));
-    }
-    records
-}
-
 #[tokio::test]
 async fn on_halt_action_fires_once_and_is_audited() {
     let dir = tempfile::tempdir().expect("temporary folder");
@@ -157,7 +143,8 @@ async fn on_halt_action_fires_once_and_is_audited() {
 
     settled(&gates).await;
     let action_records = || async {
-        audit_records(&harness)
+        harness
+            .audit_records()
             .await
             .into_iter()
             .filter(|record| record["command"] == "on_halt_action")

@@ -136,6 +136,20 @@ impl Harness {
         self.command(HALT, body, v2_headers(OPS_KEY_ID, OPS_SECRET, HALT, body, now_ms(), &nonce())).await
     }
 
+    /// Reads every record stored in the audit stream, in stream order; none before it exists.
+    pub async fn audit_records(&self) -> Vec<Value> {
+        let Ok(mut stream) = self.jetstream.get_stream(titan_gate::audit::AUDIT_STREAM).await else {
+            return Vec::new();
+        };
+        let last = stream.info().await.expect("audit stream info").state.last_sequence;
+        let mut records = Vec::new();
+        for sequence in 1..=last {
+            let message = stream.get_raw_message(sequence).await.expect("audit record stored");
+            records.push(serde_json::from_slice(&message.payload).expect("audit record is JSON"));
+        }
+        records
+    }
+
     /// Returns the forwarded orders stored in `TITAN_CMD`, in stream order.
     pub async fn stored_orders(&self) -> Vec<async_nats::jetstream::message::StreamMessage> {
         let mut stream = self.jetstream.get_stream("TITAN_CMD").await.expect("TITAN_CMD exists");
