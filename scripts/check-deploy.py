@@ -7,8 +7,8 @@ sidecar and the systemd unit, because that is the command the integration
 tests start. The Kubernetes probes must use the gate's /readyz and /healthz.
 Every metric that the alerts and the dashboard query must be one the gate
 exports (listed in crates/titan-gate/src/metrics.rs), so a renamed metric
-cannot silently empty a panel or mute an alert, and every alert's runbook_url
-must name a heading of a document in the repository.
+cannot silently empty a panel or mute an alert. Every alert's runbook_url must
+name a heading of a document in the repository.
 """
 
 import json

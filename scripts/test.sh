@@ -14,7 +14,7 @@ export NATS_SERVER_BIN
 echo "test.sh: using nats-server $NATS_SERVER_BIN" >&2
 
 # The status page test renders the page in headless Chromium. Without Chromium it
-# fails and says how to install it, unless TITAN_SKIP_BROWSER_TESTS=1 is set.
+# fails and prints how to install it, unless TITAN_SKIP_BROWSER_TESTS=1 is set.
 if [[ "${TITAN_SKIP_BROWSER_TESTS:-}" != 1 ]]; then
     if CHROMIUM_BIN="$(scripts/ensure-chromium.sh | tail -n 1)"; then
         export CHROMIUM_BIN

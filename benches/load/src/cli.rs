@@ -54,7 +54,7 @@ pub struct LoadArgs {
     /// Size of each order's body in bytes (the envelope, padded in its payload).
     #[arg(long, default_value_t = 400, value_parser = clap::value_parser!(u32).range(1..=8_388_608))]
     pub payload_bytes: u32,
-    /// How orders are sent: as requests timed to their reply, or published without a
+    /// The way orders are sent: as requests timed to their reply, or published without a
     /// reply and timed to their arrival on the forward subject.
     #[arg(long, value_enum, default_value_t = SendMode::Request)]
     pub mode: SendMode,
@@ -85,7 +85,7 @@ pub struct LoadArgs {
     pub gate_env: Vec<(String, String)>,
 }
 
-/// How the producer sends an order.
+/// The way the producer sends an order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SendMode {

@@ -55,7 +55,7 @@ pub struct Verdict {
     pub epoch: Option<u64>,
 }
 
-/// What one path's measured window produced.
+/// The figures of one path's measured window.
 #[derive(Debug)]
 pub struct PathStats {
     pub path: PathKind,

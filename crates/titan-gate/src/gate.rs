@@ -287,9 +287,9 @@ impl Gate {
         (state, unpersisted.len())
     }
 
-    /// Records a write that landed: removes the oldest `count` queued changes, which it
-    /// contained, and returns them; clears the raised epoch if `written` (the state
-    /// written) reached it.
+    /// Records a write that landed and returns the oldest `count` queued changes, which
+    /// it contained, removing them from the queue. It also clears the raised epoch if
+    /// `written`, the state written, reached it.
     pub fn mark_persisted(&self, count: usize, written: &HaltState) -> Vec<Change> {
         let mut unpersisted = self.lock_unpersisted();
         let count = count.min(unpersisted.len());

@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 use crate::config::NatsSettings;
 use crate::run::redact_url;
 
-/// What `Debug` prints in place of a secret.
+/// The text `Debug` prints in place of a secret.
 const REDACTED: &str = "[redacted]";
 
 /// A secret string, such as a password. Its `Debug` output is `[redacted]` and its bytes

@@ -61,7 +61,7 @@ async fn store_running_state(harness: &Harness, epoch: u64) {
 }
 
 /// Waits until the running gate, which reads the unusable value through its watch, halts
-/// with `STATE_UNKNOWN` and answers 503 on `/readyz` naming the problem, and checks that it
+/// with `STATE_UNKNOWN` and returns 503 on `/readyz` naming the problem, and checks that it
 /// rejects an order. Then starts a replica, which cannot load the state at all and so
 /// reports the same.
 async fn wait_state_unknown(harness: &Harness) -> GateProcess {

@@ -24,8 +24,8 @@ pub struct Health {
     pub commands_subscribed: AtomicBool,
     /// The halt state was read from the store since the control connection last connected.
     pub state_loaded: AtomicBool,
-    /// Why the stored state cannot be used, such as an invalid value; `/readyz` lists it.
-    /// Set through [`Health::set_state_problem`].
+    /// The reason the stored state cannot be used, such as an invalid value, which
+    /// `/readyz` lists. Set through [`Health::set_state_problem`].
     state_problem: Mutex<Option<String>>,
     /// True while `state_problem` is set, for the order path's lock-free check.
     state_unusable: AtomicBool,

@@ -21,7 +21,7 @@ use crate::metrics::KEYRING_RELOADS_TOTAL;
 /// How often the key files are read to detect a change.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
-/// What started a reload, for the log.
+/// The cause of a reload, for the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Trigger {
     Signal,

@@ -1,5 +1,5 @@
 //! The automatic risk controls of a gate replica: the dead-man switch, the order-rate
-//! breaker, the security breaker, the halt notice that tells execution about a trip,
+//! breaker, the security breaker, the halt notice that informs execution of a trip,
 //! and the on-halt actions. Their pure logic lives in `titan_gate_core::risk`.
 //!
 //! A trip is an ordinary state change: [`Transitions`] applies it in memory, queues it
